@@ -1,0 +1,153 @@
+"""The contract between one application module and the shared runner.
+
+A task module (``tasks/sentiment.py`` ...) defines a frozen config dataclass (subclass of
+:class:`tasks.runner.config.TaskConfig`) and one :class:`Task` subclass, then ends with::
+
+    if __name__ == "__main__":
+        raise SystemExit(main(SentimentTask()))
+
+The runner owns everything that is the same for every task: command line, config overrides,
+seeds, mixed precision, distribution strategy, run directory, compile (Adam + clipnorm), callbacks
+(early stopping, best checkpoint, BackupAndRestore, TensorBoard, NaN stop), history and plots,
+Keras Tuner, and the atomic SavedModel export with warm-up requests and fresh-process validation.
+The task adds only what is specific to it: its data, preprocessing, model, metrics, serving
+function and search space.
+
+Prediction goes through the serving function for both a run directory and an export, so what
+``predict`` prints is exactly what TF Serving would answer.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any, Mapping
+
+import tensorflow as tf
+
+
+class Preprocessor:
+    """Whatever a task fits on the training split (vocabularies, scalers).
+
+    Subclasses keep their state in plain files under ``assets_dir`` so a run directory can be
+    reloaded identically and inspected by hand.
+    """
+
+    def save(self, assets_dir: str) -> None:
+        raise NotImplementedError
+
+    @classmethod
+    def load(cls, assets_dir: str, config: Any) -> "Preprocessor":
+        raise NotImplementedError
+
+
+class Task:
+    """Base class of an application. Override the methods marked "must"."""
+
+    #: Short name: module ``tasks.<name>``, default run dir ``runs/<name>``, export
+    #: ``saved_models/<name>``.
+    name: str = ""
+    #: The task's frozen config dataclass (a TaskConfig subclass).
+    config_class: type = None  # type: ignore[assignment]
+    #: Validation metric for early stopping / best checkpoint, and its direction.
+    monitor: str = "val_loss"
+    monitor_mode: str = "min"
+
+    # ---- data -------------------------------------------------------------------------
+    def load_splits(self, config) -> Any:
+        """Must: return ``pipelines.sources.Splits`` for ``config.data`` (name or path)."""
+        raise NotImplementedError
+
+    # ---- preprocessing ------------------------------------------------------------------
+    def fit_preprocessor(self, config, splits) -> Preprocessor:
+        """Must: fit vocabularies etc. on ``splits.train`` only."""
+        raise NotImplementedError
+
+    def load_preprocessor(self, config, assets_dir: str) -> Preprocessor:
+        """Must: the inverse of ``Preprocessor.save``."""
+        raise NotImplementedError
+
+    def make_dataset(self, config, preprocessor, split: tf.data.Dataset, training: bool):
+        """Must: batched ``(inputs, targets)`` dataset ready for ``model.fit``.
+
+        ``training=True`` shuffles (seeded) and may drop incomplete windows; evaluation order is
+        deterministic.
+        """
+        raise NotImplementedError
+
+    # ---- model ------------------------------------------------------------------------
+    def build_model(self, config, preprocessor):
+        """Must: an uncompiled ``keras.Model`` built from ``models/`` (float32 outputs)."""
+        raise NotImplementedError
+
+    def compile_kwargs(self, config) -> dict:
+        """Must: ``loss`` and ``metrics`` for ``model.compile``; the runner adds the optimizer."""
+        raise NotImplementedError
+
+    # ---- evaluation -------------------------------------------------------------------
+    def evaluate(self, config, model, preprocessor, split: tf.data.Dataset,
+                 plots_dir: str | None = None) -> dict:
+        """Task metrics on one split as a flat JSON-able dict; must include ``examples``.
+
+        Default: ``model.evaluate`` on ``make_dataset``. Tasks add their own metrics (F1, BLEU,
+        ...) and may write figures (confusion matrix, ...) into ``plots_dir``.
+        """
+        ds = self.make_dataset(config, preprocessor, split, training=False)
+        result = model.evaluate(ds, verbose=0, return_dict=True)
+        result = {k: float(v) for k, v in result.items()}
+        result["examples"] = int(sum(1 for _ in split))
+        return result
+
+    def print_metrics(self, metrics: Mapping[str, Any]) -> None:
+        """Readable form of ``evaluate``'s result (the runner prints the JSON line after it)."""
+        width = max(len(k) for k in metrics) if metrics else 0
+        for key, value in metrics.items():
+            if isinstance(value, float):
+                print(f"  {key:<{width}}  {value:.4f}")
+            elif not isinstance(value, (dict, list)):
+                print(f"  {key:<{width}}  {value}")
+
+    # ---- serving / prediction -----------------------------------------------------------
+    def serving_module(self, config, model, preprocessor) -> tf.Module:
+        """Must: a ``tf.Module`` whose attribute ``serving_default`` is a ``tf.function`` with an
+        ``input_signature`` of RAW named inputs (e.g. ``text``: string [batch]) returning a dict
+        of named outputs (float32 / string / int32). Extra signatures: list their attribute names
+        in ``module.signature_names`` (a tuple), ``serving_default`` first.
+
+        Preprocessing (vocabulary lookup, tokenisation) and post-processing (label names, decoding
+        loops) happen inside these functions, so no project code is needed to serve the export.
+        Keep the model and preprocessor layers as attributes of the module so they are tracked.
+        """
+        raise NotImplementedError
+
+    def warmup_inputs(self, config) -> dict[str, Any]:
+        """Must: raw example inputs for ``serving_default`` (numpy arrays or python lists, with a
+        batch dimension where the signature has one). Used for TF Serving warm-up requests and to
+        validate the export in a fresh process.
+        """
+        raise NotImplementedError
+
+    def add_predict_arguments(self, parser: argparse.ArgumentParser) -> None:
+        """Extra ``predict`` flags. The runner already adds ``--model``, positional ``inputs``,
+        ``--input-file``, ``--json``."""
+
+    def predict_inputs(self, config, args: argparse.Namespace, texts: list[str]) -> dict[str, Any]:
+        """Raw inputs for ``serving_default`` built from the command line (default: ``text``)."""
+        return {"text": tf.constant(texts, dtype=tf.string)}
+
+    def show_predictions(self, config, args, inputs: Mapping[str, Any],
+                         outputs: Mapping[str, Any]) -> list[dict]:
+        """Must: print the serving outputs for a person and return one JSON-able dict per input
+        (printed instead when ``--json``)."""
+        raise NotImplementedError
+
+    # ---- tuning ------------------------------------------------------------------------
+    def search_space(self, hp) -> dict:
+        """Must: config overrides drawn from a ``keras_tuner.HyperParameters`` (cell type including
+        ``peephole_lstm``, units, layers, dropout, learning rate, embedding size, ...)."""
+        raise NotImplementedError
+
+    # ---- extra sub-commands --------------------------------------------------------------
+    def extra_commands(self) -> dict:
+        """Optional: ``{name: (add_arguments(parser), run(task, args) -> int)}`` for commands beyond
+        train/evaluate/predict/tune/export (e.g. ``score`` for the character language model)."""
+        return {}
