@@ -51,6 +51,10 @@ class Task:
     #: Validation metric for early stopping / best checkpoint, and its direction.
     monitor: str = "val_loss"
     monitor_mode: str = "min"
+    #: Config overrides for `make demo`: a run of a minute or two on the embedded default data.
+    demo_overrides: dict = {}
+    #: Raw inputs the demo sends to the export (same form as ``predict_inputs``'s result).
+    demo_inputs: dict = {}
 
     # ---- data -------------------------------------------------------------------------
     def load_splits(self, config) -> Any:

@@ -1,0 +1,116 @@
+"""Training callbacks that Keras does not ship in the form a long unattended run needs."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+
+import keras
+
+from tasks.runner import run_dir as rd
+
+
+class NanLossError(RuntimeError):
+    """Raised by the runner after :class:`StopOnNaN` stopped training."""
+
+
+class StopOnNaN(keras.callbacks.Callback):
+    """Stops at the first non-finite batch loss and remembers where, for a clear message.
+
+    ``keras.callbacks.TerminateOnNaN`` only prints a terse line; the runner turns ``where`` into an
+    error that says which epoch/batch and what to try.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.where = None
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            self.where = (self._epoch + 1, batch + 1, float(loss))
+            self.model.stop_training = True
+
+
+class AtomicBestCheckpoint(keras.callbacks.Callback):
+    """Saves ``model.keras`` whenever the monitored metric improves, through a temp file + rename
+    so an interrupted save never leaves a truncated checkpoint behind.
+
+    On resume (BackupAndRestore) the best value so far is read back from ``history.json``.
+    """
+
+    def __init__(self, file_path: str, monitor: str, mode: str, history_path: str):
+        super().__init__()
+        if mode not in ("min", "max"):
+            raise ValueError(f"monitor mode must be 'min' or 'max', got {mode!r}")
+        self.file_path, self.monitor, self.mode = file_path, monitor, mode
+        self.history_path = history_path
+        self.best = None
+
+    def _better(self, value: float) -> bool:
+        if self.best is None:
+            return True
+        return value < self.best if self.mode == "min" else value > self.best
+
+    def on_train_begin(self, logs=None):
+        if os.path.exists(self.history_path) and os.path.exists(self.file_path):
+            with open(self.history_path, encoding="utf-8") as f:
+                values = [e[self.monitor] for e in json.load(f) if self.monitor in e]
+            if values:
+                self.best = min(values) if self.mode == "min" else max(values)
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get(self.monitor)
+        if value is None:
+            raise KeyError(f"monitor {self.monitor!r} is not among the epoch's metrics "
+                           f"{sorted(logs or {})}; check the task's `monitor`")
+        value = float(value)
+        if math.isfinite(value) and self._better(value):
+            self.best = value
+            directory = os.path.dirname(os.path.abspath(self.file_path))
+            fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".keras", dir=directory)
+            os.close(fd)
+            try:
+                self.model.save(tmp)
+                os.replace(tmp, self.file_path)
+            finally:
+                if os.path.exists(tmp):
+                    os.remove(tmp)
+
+
+class HistoryWriter(keras.callbacks.Callback):
+    """Appends each finished epoch's logs to ``history.json`` (kept across resumes)."""
+
+    def __init__(self, history_path: str):
+        super().__init__()
+        self.history_path = history_path
+        self.entries = []
+
+    def on_train_begin(self, logs=None):
+        if os.path.exists(self.history_path):
+            with open(self.history_path, encoding="utf-8") as f:
+                self.entries = json.load(f)
+
+    def on_epoch_end(self, epoch, logs=None):
+        entry = {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}}
+        # A resumed epoch replaces the entry it had before the interruption.
+        self.entries = [e for e in self.entries if e.get("epoch") != epoch + 1] + [entry]
+        rd.write_json_atomic(self.history_path, self.entries)
+
+
+class InterruptAfter(keras.callbacks.Callback):
+    """Test hook: raises KeyboardInterrupt after ``epochs`` epochs, to simulate a killed run."""
+
+    def __init__(self, epochs: int):
+        super().__init__()
+        self.epochs = epochs
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch + 1 >= self.epochs:
+            raise KeyboardInterrupt(f"simulated interruption after epoch {epoch + 1}")

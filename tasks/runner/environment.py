@@ -1,0 +1,67 @@
+"""Seeds, mixed precision and distribution strategy: set once, before any model is built."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import keras
+import tensorflow as tf
+
+PRECISION_POLICIES = {
+    "off": "float32",
+    "float32": "float32",
+    "float16": "mixed_float16",
+    "bfloat16": "mixed_bfloat16",
+}
+STRATEGIES = ("auto", "default", "mirrored", "multiworker")
+
+
+def set_seeds(seed: int) -> None:
+    """Python, NumPy, TF and Keras generators from one seed (weights, dropout, shuffles)."""
+    keras.utils.set_random_seed(int(seed))
+
+
+def configure_precision(mode: str) -> str:
+    """Sets the global Keras dtype policy and returns its name.
+
+    ``auto`` picks ``mixed_float16`` when a GPU is visible (tensor cores; Keras wraps the
+    optimizer in a LossScaleOptimizer at compile time) and plain float32 otherwise, since float16
+    on CPU is emulated and slower. ``bfloat16`` needs no loss scaling.
+    """
+    if mode == "auto":
+        name = "mixed_float16" if tf.config.list_physical_devices("GPU") else "float32"
+    elif mode in PRECISION_POLICIES:
+        name = PRECISION_POLICIES[mode]
+    else:
+        raise ValueError(f"unknown mixed precision mode {mode!r}; choose one of "
+                         f"auto, {', '.join(PRECISION_POLICIES)}")
+    keras.config.set_dtype_policy(name)
+    return name
+
+
+def make_strategy(name: str) -> tf.distribute.Strategy:
+    """Returns the tf.distribute strategy named on the command line.
+
+    ``auto``: MirroredStrategy over all GPUs when there are several, else the default strategy.
+    ``multiworker`` reads the cluster from ``TF_CONFIG`` (see README, "Distributed training").
+    """
+    if name not in STRATEGIES:
+        raise ValueError(f"unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}")
+    if name == "auto":
+        gpus = tf.config.list_logical_devices("GPU")
+        return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    tf_config = os.environ.get("TF_CONFIG")
+    if not tf_config:
+        raise ValueError("--strategy multiworker needs the TF_CONFIG environment variable "
+                         "(a JSON cluster spec and this worker's task index); see README")
+    try:
+        json.loads(tf_config)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"TF_CONFIG is not valid JSON: {err}") from None
+    return tf.distribute.MultiWorkerMirroredStrategy()
+
