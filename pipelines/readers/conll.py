@@ -1,0 +1,165 @@
+"""CoNLL-style NER files: one token per line, blank lines between sentences.
+
+Handles CoNLL-2003 (``token POS chunk NER`` separated by spaces, ``-DOCSTART-`` lines) and
+WNUT-17 (``token<TAB>tag``). The token is the first column and the tag the last unless told
+otherwise; a line with a tab is split on tabs only (tokens may then contain spaces).
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+from typing import Iterator, NamedTuple
+
+from pipelines import tags as tagging
+from pipelines.errors import DataError
+from pipelines.readers._common import RawSplits, check_options, read_text, seeded_split
+
+# Name fragments that identify a split file inside a corpus directory, most specific first
+# (CoNLL-2003 "testa" is the validation set, "testb" the test set).
+_SPLIT_NAMES = (
+    ("validation", ("testa", "valid", "dev")),
+    ("test", ("testb", "test")),
+    ("train", ("train",)),
+)
+_SKIP_SUFFIXES = (".md", ".rst", ".json", ".py", ".zip", ".gz")
+
+
+class Sentence(NamedTuple):
+    """One sentence: ``tokens`` [n], ``tags`` [n], the file line of each token [n], the file."""
+
+    tokens: list[str]
+    tags: list[str]
+    lines: list[int]
+    path: str
+
+
+def iter_conll(path: str | os.PathLike, *, token_column: int = 0,
+               tag_column: int = -1) -> Iterator[Sentence]:
+    """Streams the sentences of a CoNLL file (``-DOCSTART-`` lines are dropped).
+
+    Raises:
+        DataError: A token line with a single column, or with a different number of columns
+            than the file's first token line (file, line and the line's text).
+    """
+    name = os.fspath(path)
+    width = None
+    tokens, tags, lines = [], [], []
+    for number, raw in enumerate(read_text(path).split("\n"), start=1):
+        line = raw.rstrip("\n")
+        if not line.strip():
+            if tokens:
+                yield Sentence(tokens, tags, lines, name)
+                tokens, tags, lines = [], [], []
+            continue
+        fields = line.split("\t") if "\t" in line else line.split()
+        fields = [f.strip() for f in fields]
+        if fields[0] == "-DOCSTART-":
+            # A document boundary is a sentence boundary even without the blank line.
+            if tokens:
+                yield Sentence(tokens, tags, lines, name)
+                tokens, tags, lines = [], [], []
+            continue
+        if len(fields) < 2:
+            raise DataError("expected 'token ... tag' (at least 2 columns)", path, number, line)
+        if width is None:
+            width = len(fields)
+        elif len(fields) != width:
+            raise DataError(f"expected {width} columns like the first token line, "
+                            f"found {len(fields)}", path, number, line)
+        try:
+            token, tag = fields[token_column], fields[tag_column]
+        except IndexError:
+            raise DataError(f"no column {token_column} / {tag_column}", path, number,
+                            line) from None
+        if not token or not tag:
+            raise DataError("empty token or tag", path, number, line)
+        tokens.append(token)
+        tags.append(tag)
+        lines.append(number)
+    if tokens:
+        yield Sentence(tokens, tags, lines, name)
+
+
+def read_conll(path: str | os.PathLike, *, scheme: str | None = None, repair: bool = False,
+               token_column: int = 0, tag_column: int = -1
+               ) -> list[tuple[list[str], list[str]]]:
+    """Reads a CoNLL file into ``[(tokens [n], tags [n]), ...]``, validating the tags.
+
+    Args:
+        path: The file.
+        scheme: The file's tag scheme; None detects it (see ``pipelines.tags.detect_scheme``).
+        repair: Repair invalid tag sequences with a warning instead of raising.
+        token_column: Column of the token.
+        tag_column: Column of the tag (default the last).
+
+    Raises:
+        DataError: Malformed line or invalid tag sequence, naming file and line.
+    """
+    sentences = list(iter_conll(path, token_column=token_column, tag_column=tag_column))
+    scheme = scheme or tagging.detect_scheme([s.tags for s in sentences])
+    out = []
+    for s in sentences:
+        spans = tagging.to_spans(s.tags, scheme, repair=repair, path=path, lines=s.lines)
+        tags = s.tags if not repair else tagging.from_spans(spans, len(s.tags), scheme)
+        out.append((s.tokens, tags))
+    return out
+
+
+def find_split_files(directory: str | os.PathLike) -> dict[str, pathlib.Path]:
+    """Maps split names to the files of a corpus directory, by file name.
+
+    ``train`` must be present; ``validation`` (valid/dev/testa) and ``test`` (test/testb)
+    are optional. Two candidates for one split is an error rather than a guess.
+    """
+    directory = pathlib.Path(directory)
+    found: dict[str, pathlib.Path] = {}
+    for path in sorted(directory.iterdir()):
+        name = path.name.lower()
+        if not path.is_file() or name.startswith(".") or name.endswith(_SKIP_SUFFIXES):
+            continue
+        if name.startswith("readme") or name.startswith("license"):
+            continue
+        for split, keys in _SPLIT_NAMES:
+            if any(k in name for k in keys):
+                if split in found:
+                    raise DataError(f"two files look like the {split} split: "
+                                    f"{found[split].name} and {path.name}", directory)
+                found[split] = path
+                break
+    if "train" not in found:
+        raise DataError("no training file (a name containing 'train') in the directory",
+                        directory)
+    return found
+
+
+def ner_splits(source: str, *, seed: int, options: dict) -> RawSplits:
+    """Splits for a CoNLL directory (train/valid/test by name) or a single CoNLL file.
+
+    A missing validation file is carved from train (10%, seeded); a single file is split
+    80/10/10 (seeded). Tags are returned in the file's own scheme; ``pipelines.sources``
+    converts them.
+    """
+    check_options(options, ("scheme", "repair", "input_scheme", "token_column", "tag_column"),
+                  source)
+    read_opts = dict(token_column=options.get("token_column", 0),
+                     tag_column=options.get("tag_column", -1))
+    path = pathlib.Path(source)
+    if path.is_dir():
+        files = find_split_files(path)
+        raw = {split: list(iter_conll(f, **read_opts)) for split, f in files.items()}
+        train = raw["train"]
+        if "validation" in raw:
+            validation, policy = raw["validation"], "files by name"
+        else:
+            train, validation, _ = seeded_split(train, seed, (0.9, 0.1, 0.0), source=source)
+            policy = "files by name; validation = seeded 10% of train"
+        test = raw.get("test")
+        paths = {split: str(f) for split, f in files.items()}
+    else:
+        sentences = list(iter_conll(path, **read_opts))
+        train, validation, test = seeded_split(sentences, seed, source=source)
+        policy = "one file, seeded 80/10/10 split of sentences"
+        paths = {"train": str(path)}
+    return RawSplits(train, validation, test, {"source": str(source), "files": paths,
+                                               "split_policy": policy})
