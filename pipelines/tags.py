@@ -176,20 +176,23 @@ def validate(tags: Sequence[str], scheme: str = "IOB2", *, path=None,
 def detect_scheme(sequences: Sequence[Sequence[str]]) -> str:
     """Guesses the scheme of a corpus.
 
-    ``E-``/``S-`` anywhere means BIOES; an ``I-X`` that starts an entity (sentence start, after
-    ``O`` or after another type) means IOB1; otherwise IOB2 (which is also what a corpus
-    without entities is taken to be).
+    ``E-``/``S-`` anywhere means BIOES. An ``I-X`` that starts an entity (sentence start,
+    after ``O`` or after another type) means IOB1, but only if no ``B-X`` starts an entity
+    too: IOB1 uses ``B-`` solely between two adjacent entities of one type. A corpus with both
+    kinds of start is IOB2 with stray ``I-`` tags, so it is reported as IOB2 and validation
+    points at them (pass the scheme explicitly to override).
     """
-    saw_iob1 = False
+    i_starts = b_starts = False
     for tags in sequences:
         previous = ""
         for tag in tags:
             if tag[:2] in ("E-", "S-"):
                 return "BIOES"
-            if tag.startswith("I-") and previous[2:] != tag[2:]:
-                saw_iob1 = True
+            if previous[2:] != tag[2:]:
+                i_starts |= tag.startswith("I-")
+                b_starts |= tag.startswith("B-")
             previous = tag if tag != "O" else ""
-    return "IOB1" if saw_iob1 else "IOB2"
+    return "IOB1" if i_starts and not b_starts else "IOB2"
 
 
 def tag_names(types: Sequence[str], scheme: str = "IOB2") -> list[str]:
