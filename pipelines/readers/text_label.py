@@ -6,12 +6,14 @@ Every reader returns ``[(text, label), ...]`` with ``label`` an int class index 
 
 from __future__ import annotations
 
+import collections
 import csv
 import io
 import json
 import os
 import pathlib
 import re
+import warnings
 
 from pipelines.errors import DataError
 from pipelines.readers._common import (
@@ -44,10 +46,17 @@ def _label_index(raw: list[tuple[str, str, int]], path, class_names: list[str] |
     String labels use ``class_names`` when given, the binary words above, or sorted order.
     """
     labels = {label for _, label, _ in raw}
+    digits = {label for label in labels if re.fullmatch(r"\d+", label)}
+    if digits and digits != labels and class_names is None:
+        # Mostly numeric labels with a stray word ("1", "0", "l") are a typo, not a class.
+        odd = next((label, line) for _, label, line in raw if label not in digits)
+        raise DataError("mixed numeric and non-numeric labels", path, odd[1], odd[0])
     if class_names is not None:
         index = {name: i for i, name in enumerate(class_names)}
         index.update({str(i): i for i in range(len(class_names))})
-    elif all(re.fullmatch(r"\d+", label) for label in labels):
+        if [c.lower() for c in class_names] == BINARY:
+            index.update({w: i for w, i in _BINARY_WORDS.items() if w not in index})
+    elif digits:
         top = max(int(label) for label in labels)
         class_names = BINARY if top <= 1 else [str(i) for i in range(top + 1)]
         index = {label: int(label) for label in labels}
@@ -57,6 +66,12 @@ def _label_index(raw: list[tuple[str, str, int]], path, class_names: list[str] |
     else:
         class_names = sorted(labels)
         index = {name: i for i, name in enumerate(class_names)}
+    counts = collections.Counter(label for _, label, _ in raw)
+    for label, count in counts.items():
+        if count == 1 and len(raw) >= 20:
+            line = next(line for _, lab, line in raw if lab == label)
+            warnings.warn(f"{path}:{line}: label {label!r} occurs only once; a typo?",
+                          stacklevel=3)
     out = []
     for text, label, line in raw:
         if label not in index:
