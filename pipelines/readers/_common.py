@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.metadata
+import math
 import os
 import pathlib
 import random
@@ -80,8 +81,12 @@ def split_sizes(n: int, fractions: Sequence[float] = FRACTIONS, *,
     if n < 2:
         raise DataError(f"need at least 2 examples to make train and validation splits, "
                         f"found {n}", source or None)
-    n_val = max(1, round(n * fractions[1]))
-    n_test = round(n * fractions[2]) if len(fractions) > 2 else 0
+    # Half-up rounding (not Python's banker's rounding), and a test split of at least one
+    # example whenever one is asked for and there are 3+ items, so tiny files still get one.
+    n_val = max(1, math.floor(n * fractions[1] + 0.5))
+    n_test = 0
+    if len(fractions) > 2 and fractions[2] > 0 and n >= 3:
+        n_test = max(1, math.floor(n * fractions[2] + 0.5))
     if n - n_val - n_test < 1:
         n_test = max(0, n - n_val - 1)
     return n - n_val - n_test, n_val, n_test
