@@ -94,7 +94,9 @@ class SourceAttention(keras.layers.Layer):
         if value_mask is not None:
             value_mask = ops.cast(value_mask, "bool")
             scores = ops.where(ops.expand_dims(value_mask, 1), scores, _MASK_SCORE)
-        weights = ops.softmax(scores, axis=-1)
+        # Written out rather than ops.softmax, which warns on a (legitimate) one-token source.
+        scores = ops.exp(scores - ops.max(scores, axis=-1, keepdims=True))
+        weights = scores / ops.sum(scores, axis=-1, keepdims=True)
         if value_mask is not None:
             # An empty source (all padding) attends to nothing rather than uniformly to padding.
             has_any = ops.any(value_mask, axis=-1, keepdims=True)
