@@ -141,6 +141,17 @@ def test_eager_map_and_batched_give_identical_ids(kind):
         assert not batched.numpy()[i, len(ids):].any()
 
 
+def test_ragged_output_keeps_exact_lengths_for_batch_then_unbatch():
+    words = V.WordVectorizer().adapt(TRAIN)
+    chars = V.CharVocabulary().adapt(TRAIN)
+    for vocab in (words, chars):
+        ds = tf.data.Dataset.from_tensor_slices(TRAIN).batch(2)
+        ds = ds.map(lambda t, v=vocab: v(t, ragged=True)).unbatch()
+        lengths = [int(x.shape[0]) for x in ds]
+        assert lengths == [len(vocab(t).numpy()) for t in TRAIN]    # no batch padding left
+    assert words(tf.constant(["", "the"]), ragged=True).to_list() == [[], [2]]
+
+
 def test_label_lookup_both_directions_and_errors(tmp_path):
     labels = V.LabelLookup(["O", "B-PER", "I-PER"])
     ids = labels(tf.constant([["B-PER", "I-PER", "O"]]))
@@ -148,7 +159,7 @@ def test_label_lookup_both_directions_and_errors(tmp_path):
     assert labels.decode(ids).numpy().tolist() == [[b"B-PER", b"I-PER", b"O"]]
     with pytest.raises(tf.errors.InvalidArgumentError, match="B-LOC"):
         labels(tf.constant(["B-LOC"]))
-    with pytest.raises(tf.errors.InvalidArgumentError, match="id >= 3"):
+    with pytest.raises(tf.errors.InvalidArgumentError, match="id >= vocabulary size 3"):
         labels.decode(tf.constant([3]))
     with pytest.raises(ValueError, match="unique"):
         V.LabelLookup(["O", "O"])
