@@ -150,6 +150,12 @@ def char_splits(source: str, *, seed: int, options: dict) -> RawSplits:
     * a file: ``mode="continuous"`` (default) chunks it at paragraphs and keeps the first
       90% / next 5% / last 5% of chunks, in order; ``mode="lines"`` is seeded 80/10/10.
     """
+    native = {"names": "lines", "shakespeare": "continuous"}.get(source)
+    if native and options.get("mode", native) != native:
+        raise ValueError(f"source {source!r} comes in mode {native!r} only, "
+                         f"got mode={options['mode']!r}")
+    if native:
+        options = {k: v for k, v in options.items() if k != "mode"}
     if source == "names":
         check_options(options, ("kind",), source)
         train, validation, test = seeded_split(read_names(options.get("kind", "first")), seed)

@@ -129,6 +129,10 @@ def test_named_sources_load_offline(task, source, spec):
 
 def test_defaults_and_task_info():
     assert sources.load("char_generation", max_examples=4).info["source"] == "names"
+    assert sources.load("char_generation", "names", max_examples=4, mode="lines").info["mode"] \
+        == "lines"
+    with pytest.raises(ValueError, match="'names' comes in mode 'lines' only"):
+        sources.load("char_generation", "names", mode="continuous")
     ner = sources.load("ner", max_examples=8, scheme="BIOES")
     assert ner.info["tag_names"][0] == "O" and "S-PER" in ner.info["tag_names"]
     assert set(ner.info["entities"]["train"]) <= {"PER", "ORG", "LOC", "MISC"}
