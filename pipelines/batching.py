@@ -25,6 +25,15 @@ def _positive_int(name, value, allow_none=False):
         raise ValueError(f"{name} must be a positive int, got {value!r}")
 
 
+def _plain_tensors(ds: tf.data.Dataset) -> tf.data.Dataset:
+    """``unbatch()`` of a ragged batch yields plain tensors under ``RaggedTensorSpec`` s of
+    ragged_rank 0, which ``padded_batch`` rejects: map them back to ``TensorSpec`` s."""
+    if not any(isinstance(spec, tf.RaggedTensorSpec) and spec.ragged_rank == 0
+               for spec in tf.nest.flatten(ds.element_spec)):
+        return ds
+    return ds.map(lambda *x: tf.nest.map_structure(tf.identity, x[0] if len(x) == 1 else x))
+
+
 def length_boundaries(ds: tf.data.Dataset, length_fn: Callable, num_buckets: int = 8,
                       sample: int = 2000) -> list[int]:
     """Bucket boundaries at the length quantiles of the first ``sample`` elements.
@@ -68,7 +77,8 @@ def bucket_batch(ds: tf.data.Dataset, batch_size: int, length_fn: Callable,
         ds: Unbatched dataset of tensors / tuples / dicts with a variable leading dimension.
         batch_size: Elements per batch (every bucket).
         length_fn: Element -> scalar int length (tuple elements are unpacked).
-        boundaries: Strictly increasing positive ints, or None to compute them.
+        boundaries: Strictly increasing positive ints, None to compute them, ``[]`` for one
+            bucket (plain ``padded_batch``: the pad-to-longest baseline).
         padded_shapes, padding_values: As ``Dataset.padded_batch`` (None: longest, 0 / "").
         num_buckets, sample: For :func:`length_boundaries` when ``boundaries`` is None.
         drop_remainder: Drop each bucket's last incomplete batch.
@@ -77,6 +87,7 @@ def bucket_batch(ds: tf.data.Dataset, batch_size: int, length_fn: Callable,
         ``(batched_dataset, boundaries_used)``.
     """
     _positive_int("batch_size", batch_size)
+    ds = _plain_tensors(ds)
     if not callable(length_fn):
         raise TypeError(f"length_fn must be callable, got {length_fn!r}")
     if boundaries is None:
@@ -168,11 +179,8 @@ def lm_windows(token_ids_ds: tf.data.Dataset, sequence_length: int, stride: int 
     if stride is not None and stride > sequence_length + 1:
         raise ValueError(f"stride must be <= sequence_length + 1 = {sequence_length + 1} "
                          f"(larger strides skip data), got {stride!r}")
+    token_ids_ds = _plain_tensors(token_ids_ds)
     spec = token_ids_ds.element_spec
-    if isinstance(spec, tf.RaggedTensorSpec) and spec.ragged_rank == 0:
-        # from_tensor_slices(ragged) yields plain tensors under a ragged spec: normalise it
-        token_ids_ds = token_ids_ds.map(tf.identity)
-        spec = token_ids_ds.element_spec
     if (not isinstance(spec, tf.TensorSpec) or spec.shape.rank not in (1, 2)
             or not (spec.dtype.is_integer or spec.dtype.is_floating)
             or (spec.shape.rank == 2 and spec.shape[1] is None)):

@@ -53,6 +53,19 @@ def test_bucket_batch_tuple_elements_explicit_boundaries_and_drop_remainder():
     assert widths == [3, 4, 21]           # short ones are never padded to 21
 
 
+def test_bucket_batch_accepts_rows_of_an_unbatched_ragged_batch():
+    # vectorise in batches with ragged output, unbatch, bucket: what the task pipelines do
+    rows = tf.data.Dataset.from_tensors((tf.ragged.constant([[1, 2], [3], [4, 5, 6]]),
+                                         tf.constant([0, 1, 0]))).unbatch()
+    assert isinstance(rows.element_spec[0], tf.RaggedTensorSpec)
+    padded, _ = B.bucket_batch(rows, 2, _length, boundaries=[])
+    assert [x.numpy().tolist() for x, _ in padded] == [[[1, 2], [3, 0]], [[4, 5, 6]]]
+    bucketed, _ = B.bucket_batch(rows, 2, _length, boundaries=[3])
+    assert sorted(x.shape[1] for x, _ in bucketed) == [2, 3]
+    windows = B.lm_windows(rows.map(lambda x, y: x), 2)
+    assert [y.tolist() for _, y in windows.as_numpy_iterator()] == [[2, 3], [4, 5]]
+
+
 def test_lm_windows_continuous_stream_shift_and_stride():
     ds = _sequences([5, 3, 7])                       # stream 1..5, 1..3, 1..7 (15 tokens)
     stream = np.concatenate([np.arange(1, 6), np.arange(1, 4), np.arange(1, 8)])
