@@ -153,7 +153,8 @@ def _raw_sentiment(source, *, seed, max_examples, options) -> RawSplits:
         from pipelines.readers.tfds_sources import tfds_sentiment
 
         return tfds_sentiment(source[len("tfds:"):], seed=seed, options=options)
-    return text_label.sentiment_splits(source, seed=seed, options=options)
+    return text_label.sentiment_splits(source, seed=seed, options=options,
+                                       max_examples=max_examples)
 
 
 def _raw_ner(source, *, seed, max_examples, options) -> RawSplits:

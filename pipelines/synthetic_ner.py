@@ -137,11 +137,13 @@ _FAKERS: dict = {}
 
 
 def _faker(locale: str):
-    """One Faker per locale per process: building one costs ~0.15 s; reseeding is free."""
+    """One Faker per locale per process, with only the providers used here (building one
+    with all providers costs ~0.2 s, this one ~0.03 s); reseeding is free."""
     if locale not in _FAKERS:
         from faker import Faker
 
-        _FAKERS[locale] = Faker(locale)
+        _FAKERS[locale] = Faker(locale, providers=[
+            "faker.providers.person", "faker.providers.company", "faker.providers.address"])
     return _FAKERS[locale]
 
 

