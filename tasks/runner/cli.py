@@ -125,7 +125,9 @@ def run_command(task, args) -> int:
 
         if os.path.exists(os.path.join(args.model, rd.CONFIG)):
             config, preprocessor, model = rd.load_run(task, args.model)
-            serve = task.serving_module(config, model, preprocessor).serving_default
+            # Keep the module referenced: its tf.function methods hold it only weakly.
+            module = task.serving_module(config, model, preprocessor)
+            serve = module.serving_default
         else:
             serve = export_lib.load_serving_function(args.model)
             config = task.config_class()

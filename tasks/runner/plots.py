@@ -34,6 +34,7 @@ def training_curves(history: list[dict], monitor: str, plots_dir: str) -> str | 
             if any(v is not None for v in values):
                 ax.plot(epochs, values, style, label=key)
         ax.set_xlabel("epoch")
+        ax.xaxis.get_major_locator().set_params(integer=True)
         ax.set_title(name)
         ax.grid(alpha=0.3)
         ax.legend()

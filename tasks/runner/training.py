@@ -6,6 +6,7 @@ import dataclasses
 import json
 import os
 import shutil
+import warnings
 
 import keras
 
@@ -50,6 +51,8 @@ def train(task, config, run_dir: str, *, overwrite: bool = False, verbose: int =
     Raises:
         cb.NanLossError: the loss became NaN/inf (the best checkpoint so far is kept).
     """
+    # Datasets of unknown length make Keras warn at the end of every first epoch.
+    warnings.filterwarnings("ignore", message="Your input ran out of data")
     resuming = _check_resume(task, config, run_dir, overwrite)
     environment.set_seeds(config.seed)
     policy = environment.configure_precision(config.mixed_precision)
@@ -90,8 +93,9 @@ def train(task, config, run_dir: str, *, overwrite: bool = False, verbose: int =
         keras.callbacks.BackupAndRestore(rd.path(run_dir, rd.BACKUP)),
         *extra_callbacks,
     ]
+    # shuffle=False: the task's dataset already shuffles (seeded) before bucketing.
     model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, callbacks=callbacks,
-              verbose=verbose)
+              verbose=verbose, shuffle=False)
     if nan_stop.where:
         epoch, batch, loss = nan_stop.where
         shutil.rmtree(rd.path(run_dir, rd.BACKUP), ignore_errors=True)

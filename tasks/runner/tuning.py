@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import warnings
 
 import keras
 
@@ -64,7 +65,9 @@ def tune(task, config, tune_dir: str, *, tuner_kind: str = "random", max_trials:
     objective = kt.Objective(monitor, direction=task.monitor_mode)
     tuner = _make_tuner(tuner_kind, HyperModel(), objective, max_trials, config.epochs, tune_dir,
                         task.name, config.seed)
+    warnings.filterwarnings("ignore", message="Your input ran out of data")
     tuner.search(train_ds, validation_data=val_ds, epochs=config.epochs, verbose=verbose,
+                 shuffle=False,
                  callbacks=[keras.callbacks.EarlyStopping(monitor=monitor, mode=task.monitor_mode,
                                                           patience=config.patience)])
     trials = tuner.oracle.get_best_trials(num_trials=max(1, len(tuner.oracle.trials)))

@@ -1,0 +1,226 @@
+"""Sentiment classification: review text -> label (IMDB by default).
+
+    python -m tasks.sentiment train --epochs 1 --max-examples 2000
+    python -m tasks.sentiment predict "a wonderful film"
+    python -m tasks.sentiment export
+
+Reads top-down: config -> data -> preprocessing -> model -> metrics -> serving -> search space.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from models.classifier import build_sequence_classifier
+from pipelines import batching, sources
+from pipelines.vocab import WordVectorizer
+from tasks.runner.cli import main
+from tasks.runner.config import TaskConfig
+from tasks.runner.task import Preprocessor, Task
+
+
+# ---- config -----------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class SentimentConfig(TaskConfig):
+    data: str = "imdb"
+    max_tokens: int = 20000        # word vocabulary cap (ids 0 = pad, 1 = OOV included)
+    max_length: int = 400          # reviews are truncated to their first max_length tokens
+    embedding_dim: int = 128
+    units: int = 64
+    pooling: str = "max"           # max|mean|max_mean|last
+    dropout: float = 0.3
+    patience: int = 2
+
+
+# ---- preprocessing ------------------------------------------------------------------------
+class SentimentPreprocessor(Preprocessor):
+    """Word vocabulary fitted on the training reviews plus the class names."""
+
+    def __init__(self, vectorizer: WordVectorizer, class_names: list[str]):
+        self.vectorizer = vectorizer
+        self.class_names = list(class_names)
+
+    def save(self, assets_dir: str) -> None:
+        self.vectorizer.save(os.path.join(assets_dir, "words"))
+        with open(os.path.join(assets_dir, "class_names.json"), "w", encoding="utf-8") as f:
+            json.dump(self.class_names, f)
+
+    @classmethod
+    def load(cls, assets_dir: str, config=None) -> "SentimentPreprocessor":
+        with open(os.path.join(assets_dir, "class_names.json"), encoding="utf-8") as f:
+            class_names = json.load(f)
+        return cls(WordVectorizer.load(os.path.join(assets_dir, "words")), class_names)
+
+    def token_ids(self, texts, max_length: int, ragged: bool = False):
+        """texts: string [batch] -> int32 [batch, <=max_length].
+
+        Dense output is 0-padded and has one column at least (an RNN needs one timestep; an
+        all-padding row is masked out entirely). ``ragged=True`` keeps each row's exact length,
+        for ``unbatch`` before bucketing.
+        """
+        ids = tf.cast(self.vectorizer(texts, ragged=ragged), tf.int32)[:, :max_length]
+        if ragged:
+            return ids
+        return tf.pad(ids, [[0, 0], [0, tf.maximum(0, 1 - tf.shape(ids)[1])]])
+
+
+# ---- serving ------------------------------------------------------------------------------
+class SentimentServing(tf.Module):
+    """``serving_default(text: string [batch])`` -> label, probabilities, class_id."""
+
+    def __init__(self, model, preprocessor: SentimentPreprocessor, max_length: int):
+        super().__init__()
+        self.model = model
+        self.vectorizer = preprocessor.vectorizer
+        self.preprocessor = preprocessor
+        self.class_names = tf.constant(preprocessor.class_names)
+        self.max_length = max_length
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
+    def serving_default(self, text):
+        probabilities = _class_probabilities(
+            self.model(self.preprocessor.token_ids(text, self.max_length), training=False))
+        class_id = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
+        return {"label": tf.gather(self.class_names, class_id),
+                "probabilities": probabilities, "class_id": class_id}
+
+
+def _class_probabilities(outputs):
+    """Model outputs -> float32 [batch, num_classes], whatever the compute policy."""
+    return tf.cast(outputs, tf.float32)
+
+
+# ---- the task -------------------------------------------------------------------------------
+class SentimentTask(Task):
+    """Sentiment classification with a stacked bidirectional RNN."""
+
+    name = "sentiment"
+    config_class = SentimentConfig
+    monitor = "accuracy"
+    monitor_mode = "max"
+    demo_overrides = {"max_examples": 2000, "epochs": 1, "max_tokens": 5000, "max_length": 200,
+                      "embedding_dim": 32, "units": 32}
+    demo_inputs = {"text": ["A wonderful film, moving and beautifully acted.",
+                            "Dull, predictable and far too long."]}
+
+    def load_splits(self, config):
+        return sources.load("sentiment", config.data or "imdb", seed=config.seed,
+                            max_examples=config.max_examples)
+
+    def fit_preprocessor(self, config, splits):
+        vectorizer = WordVectorizer(max_tokens=config.max_tokens)
+        vectorizer.adapt(splits.train.map(lambda e: e["text"]))
+        return SentimentPreprocessor(vectorizer, splits.info["class_names"])
+
+    def load_preprocessor(self, config, assets_dir):
+        return SentimentPreprocessor.load(assets_dir, config)
+
+    def make_dataset(self, config, preprocessor, split, training):
+        def encode(texts, labels):
+            return preprocessor.token_ids(texts, config.max_length, ragged=True), labels
+
+        def at_least_one_step(ids, label):
+            return tf.pad(ids, [[0, tf.maximum(0, 1 - tf.shape(ids)[0])]]), label
+
+        ds = split.map(lambda e: (e["text"], e["label"]))
+        # Vectorise in batches of 256 (one lookup call each), once: the cache keeps the ids.
+        ds = (ds.batch(256).map(encode, num_parallel_calls=tf.data.AUTOTUNE).unbatch()
+              .map(at_least_one_step).cache())
+        if training:
+            ds = ds.shuffle(8192, seed=config.seed, reshuffle_each_iteration=True)
+        # Bucketing by length pads far fewer tokens than padding every batch to max_length.
+        ds, _ = batching.bucket_batch(ds, config.batch_size,
+                                      length_fn=lambda ids, label: tf.shape(ids)[0])
+        return ds.prefetch(tf.data.AUTOTUNE)
+
+    def build_model(self, config, preprocessor):
+        return build_sequence_classifier(
+            preprocessor.vectorizer.vocabulary_size, len(preprocessor.class_names),
+            embedding_dim=config.embedding_dim, units=config.units,
+            num_layers=config.num_layers, cell=config.cell, dropout=config.dropout,
+            recurrent_dropout=config.recurrent_dropout, pooling=config.pooling)
+
+    def compile_kwargs(self, config):
+        return {"loss": "sparse_categorical_crossentropy",
+                "metrics": [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]}
+
+    def evaluate(self, config, model, preprocessor, split, plots_dir=None):
+        """Accuracy, precision, recall, F1 (of the positive class / macro), AUC, confusion PNG."""
+        y_true, probs = [], []
+        for ids, labels in self.make_dataset(config, preprocessor, split, training=False):
+            probs.append(_class_probabilities(model(ids, training=False)).numpy())
+            y_true.append(labels.numpy())
+        y_true, probs = np.concatenate(y_true), np.concatenate(probs)
+        metrics = classification_metrics(y_true, probs, preprocessor.class_names)
+        if plots_dir:
+            from tasks.runner import plots
+
+            plots.confusion_matrix(metrics.pop("confusion_matrix"), preprocessor.class_names,
+                                   plots_dir)
+        return metrics
+
+    def serving_module(self, config, model, preprocessor):
+        return SentimentServing(model, preprocessor, config.max_length)
+
+    def warmup_inputs(self, config):
+        return {"text": np.array(self.demo_inputs["text"], dtype=object)}
+
+    def show_predictions(self, config, args, inputs, outputs):
+        texts = [t.decode("utf-8") for t in np.asarray(inputs["text"].numpy()).tolist()]
+        labels = [x.decode("utf-8") for x in outputs["label"].numpy().tolist()]
+        probs = outputs["probabilities"].numpy()
+        results = []
+        for text, label, p in zip(texts, labels, probs):
+            results.append({"text": text, "label": label, "probability": float(p.max()),
+                            "probabilities": [float(x) for x in p]})
+            if not args.json:
+                print(f"{label:>10}  {p.max():.3f}  {text}")
+        return results
+
+    def search_space(self, hp):
+        return {
+            "cell": hp.Choice("cell", ["lstm", "gru", "peephole_lstm"]),
+            "units": hp.Choice("units", [32, 64, 128]),
+            "num_layers": hp.Int("num_layers", 1, 2),
+            "dropout": hp.Float("dropout", 0.0, 0.5, step=0.1),
+            "learning_rate": hp.Float("learning_rate", 3e-4, 3e-3, sampling="log"),
+            "embedding_dim": hp.Choice("embedding_dim", [64, 128]),
+            "pooling": hp.Choice("pooling", ["max", "max_mean", "last"]),
+        }
+
+
+def classification_metrics(y_true, probabilities, class_names) -> dict:
+    """Accuracy, precision/recall/F1 (binary: of class 1; else macro), AUC, confusion matrix.
+
+    Args:
+        y_true: int [n].
+        probabilities: float [n, num_classes].
+    """
+    num_classes = len(class_names)
+    y_pred = probabilities.argmax(axis=-1)
+    matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(matrix, (y_true, y_pred), 1)
+    tp = np.diag(matrix).astype(float)
+    precision = tp / np.maximum(matrix.sum(axis=0), 1)
+    recall = tp / np.maximum(matrix.sum(axis=1), 1)
+    f1 = 2 * precision * recall / np.maximum(precision + recall, 1e-12)
+    pick = (lambda v: float(v[1])) if num_classes == 2 else (lambda v: float(v.mean()))
+    auc = keras.metrics.AUC()
+    if num_classes == 2:
+        auc.update_state(y_true, probabilities[:, 1])
+    else:
+        auc = keras.metrics.AUC(multi_label=True, num_labels=num_classes)
+        auc.update_state(np.eye(num_classes)[y_true], probabilities)
+    return {"accuracy": float((y_true == y_pred).mean()), "precision": pick(precision),
+            "recall": pick(recall), "f1": pick(f1), "auc": float(auc.result()),
+            "examples": int(len(y_true)), "confusion_matrix": matrix.tolist()}
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(SentimentTask()))
