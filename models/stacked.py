@@ -36,8 +36,9 @@ class StackedBidirectional(keras.layers.Layer):
 
     Layer ``l`` reads the (merged) output sequence of layer ``l - 1``. Between layers,
     ``dropout`` is applied to the sequence; with ``residual=True`` every layer after the first
-    adds its input to its output (GNMT style), so those layers' output width (``2 * units``
-    for ``concat``, else ``units``) must equal their input width.
+    adds its input to its output (GNMT style; the residual uses the input before dropout), so
+    those layers' output width (``2 * units`` for ``concat``, else ``units``) must equal their
+    input width.
 
     Args:
         units: int, or a list with one int per layer (then ``num_layers`` may be left at 1
@@ -48,7 +49,9 @@ class StackedBidirectional(keras.layers.Layer):
             ``"ave"`` or ``"mul"`` (ignored when ``bidirectional=False``).
         dropout: dropout rate on the sequence between layers (not on the stack's input).
         recurrent_dropout: recurrent dropout rate inside every recurrent layer.
-        residual: add each layer's input to its output (layers 1..num_layers-1).
+        residual: add each layer's input sequence to its output sequence (layers
+            1..num_layers-1; not the top layer when ``return_sequences=False``, whose output
+            is one vector per sequence).
         return_sequences: return [batch, time, width] instead of the last step [batch, width].
         return_state: ``False``, ``True`` (top layer's final states) or ``"all"`` (every
             layer's final states); see *Returns*.
@@ -175,12 +178,17 @@ class StackedBidirectional(keras.layers.Layer):
         u = self.layer_units[i]
         return 2 * u if self.bidirectional and self.merge_mode == "concat" else u
 
+    def _has_residual(self, i: int) -> bool:
+        # A top layer that returns one vector per sequence has no matching input to add.
+        top_returns_vector = i == self.num_layers - 1 and not self.return_sequences
+        return self.residual and i > 0 and not top_returns_vector
+
     def build(self, input_shape):
         shape = tuple(input_shape)
         if len(shape) != 3:
             raise ValueError(f"StackedBidirectional expects [batch, time, features], got {shape}")
         for i, rnn in enumerate(self.rnn_layers):
-            if self.residual and i > 0 and shape[-1] != self._output_width(i):
+            if self._has_residual(i) and shape[-1] != self._output_width(i):
                 raise ValueError(
                     f"residual=True needs layer {i}'s output width {self._output_width(i)} to "
                     f"equal its input width {shape[-1]}; use equal per-layer units")
@@ -213,7 +221,7 @@ class StackedBidirectional(keras.layers.Layer):
                 x = self.dropout_layers[i](x, training=training)
             out = rnn(x, mask=mask, training=training, initial_state=per_layer[i])
             x, states = out[0], list(out[1:])
-            if self.residual and i > 0:
+            if self._has_residual(i):
                 x = x + ops.cast(layer_in, x.dtype)
             all_states.append(states)
         if self.return_state == "all":

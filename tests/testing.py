@@ -13,7 +13,7 @@ The one entry point most tests need is :func:`run_layer_test`. It builds the lay
    shapes (``None`` entries in the expected shape are wildcards).
 5. **`.keras` round trip**: a functional model around the layer, saved and reloaded,
    gives bit-identical outputs.
-6. **Training**: a couple of ``fit`` steps on a loss built from every floating output run,
+6. **Training**: one ``fit`` step on a loss built from every floating output runs,
    the loss is finite and at least one trainable weight moves.
 7. **Mixed precision**: for ``mixed_float16`` and ``mixed_bfloat16`` (set as the *global*
    policy, so sub-layers created in ``__init__`` pick it up too) every floating variable is
@@ -294,7 +294,7 @@ def _fit_check(layer, model_inputs, outputs, feed, jit_compile, where):
     before = [np.array(ops.convert_to_numpy(w)) for w in layer.trainable_weights]
     batch = int(np.shape(feed[0])[0])
     target = np.zeros((batch, 1), "float32")
-    history = train_model.fit(feed, target, batch_size=batch, epochs=2, verbose=0)
+    history = train_model.fit(feed, target, batch_size=batch, epochs=1, verbose=0)
     losses = history.history["loss"]
     assert all(np.isfinite(losses)), f"{where}: training loss not finite: {losses}"
     after = [np.array(ops.convert_to_numpy(w)) for w in layer.trainable_weights]
