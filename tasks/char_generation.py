@@ -1,0 +1,381 @@
+"""Character-level generation: a character language model over a stacked RNN (names by default).
+
+    python -m tasks.char_generation train --epochs 5
+    python -m tasks.char_generation predict --prompt Ma --num-samples 5 --temperature 0.8
+    python -m tasks.char_generation generate --prompt Ma --top-k 5 --seed 1 --num-samples 5
+    python -m tasks.char_generation score Mary Xqzt Marta
+    python -m tasks.char_generation export
+
+Data: ``names`` (lines: each name is [START] chars [END]; generation stops at [END] and flags
+names seen in training), ``shakespeare`` or a text file (continuous: fixed windows over the
+concatenated text). Sampling runs in-graph (``models.language_model.generate``): the prompt and
+every new character cost one RNN step, never a re-read of the prefix.
+
+Reads top-down: config -> preprocessing -> serving -> the task (data, model, metrics, CLI).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from models.language_model import (
+    build_char_language_model,
+    build_step_model,
+    generate,
+    sequence_log_probs,
+)
+from pipelines import batching, sources
+from pipelines.vocab import END_ID, OOV_ID, PAD_ID, START_ID, CharVocabulary
+from tasks.runner.cli import main
+from tasks.runner.config import TaskConfig
+from tasks.runner.task import Preprocessor, Task
+
+MODES = ("lines", "continuous")
+# An empty prompt in continuous mode starts after a line break (the text's own separator).
+CONTINUOUS_CONTEXT = "\n"
+
+
+# ---- config -----------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class CharGenerationConfig(TaskConfig):
+    data: str = "names"
+    mode: str = ""                 # text files only: lines|continuous ("" = the source's own)
+    sequence_length: int = 100     # window length (continuous) / longest name + 1 (lines)
+    max_chars: int = 0             # vocabulary cap incl. reserved ids (0 = no cap)
+    lowercase: bool = False
+    embedding_dim: int = 32
+    units: int = 128
+    num_layers: int = 2
+    dropout: float = 0.1
+    max_generate_length: int = 2000  # served `length` is clipped to this
+    top_k: int = 0                 # used by serving_default; the `generate` signature takes its own
+    top_p: float = 1.0
+
+
+# ---- preprocessing ------------------------------------------------------------------------
+class CharPreprocessor(Preprocessor):
+    """Character vocabulary (with [START]/[END]), the data mode, and the training lines."""
+
+    def __init__(self, vocab: CharVocabulary, mode: str, seen: list[str]):
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        self.vocab, self.mode, self.seen = vocab, mode, list(seen)
+
+    def save(self, assets_dir: str) -> None:
+        self.vocab.save(assets_dir, "chars")
+        with open(os.path.join(assets_dir, "char_generation.json"), "w", encoding="utf-8") as f:
+            json.dump({"mode": self.mode, "seen": self.seen}, f, ensure_ascii=False)
+
+    @classmethod
+    def load(cls, assets_dir: str, config=None) -> "CharPreprocessor":
+        with open(os.path.join(assets_dir, "char_generation.json"), encoding="utf-8") as f:
+            meta = json.load(f)
+        return cls(CharVocabulary.load(assets_dir, "chars"), meta["mode"], meta["seen"])
+
+    @property
+    def forbidden_ids(self) -> tuple:
+        # Continuous text never contains [START]/[END]; lines may end but never restart.
+        return (PAD_ID, OOV_ID, START_ID) + (() if self.mode == "lines" else (END_ID,))
+
+    def context_ids(self, prompts):
+        """string [batch] -> int32 [batch, time] right-padded, >= 1 id per row."""
+        if self.mode == "lines":
+            ids = self.vocab(prompts, add_start_end=False)
+            start = tf.fill([tf.shape(ids)[0], 1], START_ID)
+            return tf.concat([start, ids], axis=1)
+        empty = tf.equal(tf.strings.length(prompts), 0)
+        return self.vocab(tf.where(empty, CONTINUOUS_CONTEXT, prompts), add_start_end=False)
+
+    def scored_ids(self, texts):
+        """string [batch] -> ids whose first column is context and the rest are scored."""
+        if self.mode == "lines":
+            return self.vocab(texts, add_start_end=True)
+        return self.vocab(tf.strings.join([CONTINUOUS_CONTEXT, texts]), add_start_end=False)
+
+
+# ---- serving ------------------------------------------------------------------------------
+_PROMPT = tf.TensorSpec([None], tf.string, name="prompt")
+_LENGTH = tf.TensorSpec([], tf.int32, name="length")
+_TEMPERATURE = tf.TensorSpec([], tf.float32, name="temperature")
+
+
+class CharGenerationServing(tf.Module):
+    """Signatures ``serving_default`` (prompt, length, temperature -> text), ``generate`` (also
+    top_k, top_p, seed) and ``score`` (text -> log-probabilities)."""
+
+    signature_names = ("serving_default", "generate", "score")
+
+    def __init__(self, model, preprocessor: CharPreprocessor, config: CharGenerationConfig):
+        super().__init__()
+        self.model = model
+        self.step_model = build_step_model(model)
+        # Every model variable (seed-generator states of dropout layers included) reachable
+        # from the module, so no traced function captures an untracked resource.
+        self.model_variables = [v.value for v in model.variables]
+        self.vocab = preprocessor.vocab
+        self.preprocessor = preprocessor
+        self.max_length = int(config.max_generate_length)
+        self.top_k, self.top_p = int(config.top_k), float(config.top_p)
+        self.seed_generator = keras.random.SeedGenerator(config.seed)
+        # The tf.Variable under the Keras variable: tracked, so it is saved with the module.
+        self.seed_state = self.seed_generator.state.value
+        # seen_in_training: 1 seen / 0 new for lines; -1 (not applicable) for continuous text.
+        lines = preprocessor.mode == "lines"
+        keys = (preprocessor.seen if lines else []) or [""]  # a table needs >= 1 key
+        self.seen_table = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
+            tf.constant(keys, tf.string), tf.fill([len(keys)], 1 if lines else -1)),
+            default_value=0 if lines else -1)
+
+    def _generate(self, prompt, length, temperature, top_k, top_p):
+        length = tf.clip_by_value(length, 0, self.max_length)
+        ids, num_chars = generate(
+            self.step_model, self.preprocessor.context_ids(prompt), length, temperature, top_k,
+            top_p, seed=self.seed_generator, forbidden_ids=self.preprocessor.forbidden_ids,
+            end_id=END_ID if self.preprocessor.mode == "lines" else None)
+        generated = self.vocab.decode(ids)
+        text = tf.strings.join([prompt, generated])
+        return {"text": text, "generated": generated, "num_chars": num_chars,
+                "seen_in_training": self.seen_table.lookup(text)}
+
+    @tf.function(input_signature=[_PROMPT, _LENGTH, _TEMPERATURE])
+    def serving_default(self, prompt, length, temperature):
+        return self._generate(prompt, length, temperature, self.top_k, self.top_p)
+
+    @tf.function(input_signature=[_PROMPT, _LENGTH, _TEMPERATURE,
+                                  tf.TensorSpec([], tf.int32, name="top_k"),
+                                  tf.TensorSpec([], tf.float32, name="top_p"),
+                                  tf.TensorSpec([], tf.int32, name="seed")])
+    def generate(self, prompt, length, temperature, top_k, top_p, seed):
+        # seed >= 0 restarts the sampler's stream (reproducible); -1 continues it.
+        state = tf.cast(tf.stack([seed, 0]), self.seed_state.dtype)
+        self.seed_state.assign(tf.where(seed >= 0, state, self.seed_state))
+        return self._generate(prompt, length, temperature, top_k, top_p)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
+    def score(self, text):
+        total, count = sequence_log_probs(self.model, self.preprocessor.scored_ids(text))
+        per_char = total / tf.cast(tf.maximum(count, 1), tf.float32)
+        return {"log_prob": total, "log_prob_per_char": per_char, "num_scored": count}
+
+
+# ---- metrics ------------------------------------------------------------------------------
+def nats_metrics(total_nll: float, count: int) -> dict:
+    """Mean NLL per character in nats and bits, and perplexity."""
+    nats = total_nll / max(count, 1)
+    return {"loss": nats, "nats_per_char": nats, "bits_per_char": nats / math.log(2),
+            "perplexity": math.exp(min(nats, 50.0)), "characters": int(count)}
+
+
+# ---- the task -------------------------------------------------------------------------------
+class CharGenerationTask(Task):
+    """Character-level language model and generator."""
+
+    name = "char_generation"
+    config_class = CharGenerationConfig
+    demo_overrides = {"epochs": 3, "units": 64, "num_layers": 1, "embedding_dim": 16}
+    demo_inputs = {"prompt": ["Ma", "Jo", ""], "length": 20, "temperature": 0.8}
+
+    def load_splits(self, config):
+        options = {"mode": config.mode} if config.mode else {}
+        return sources.load("char_generation", config.data or "names", seed=config.seed,
+                            max_examples=config.max_examples, **options)
+
+    def fit_preprocessor(self, config, splits):
+        mode = splits.info["mode"]
+        vocab = CharVocabulary(max_chars=config.max_chars or None, lowercase=config.lowercase,
+                               add_start_end=True)
+        texts = splits.train.map(lambda e: e["text"])
+        if mode == "continuous":
+            texts = texts.map(lambda t: tf.strings.join([t, CONTINUOUS_CONTEXT]))
+        vocab.adapt(texts)
+        seen = [t.decode("utf-8") for t in splits.train.map(lambda e: e["text"])
+                .as_numpy_iterator()] if mode == "lines" else []
+        return CharPreprocessor(vocab, mode, seen)
+
+    def load_preprocessor(self, config, assets_dir):
+        return CharPreprocessor.load(assets_dir, config)
+
+    def make_dataset(self, config, preprocessor, split, training):
+        vocab, width = preprocessor.vocab, config.sequence_length + 1
+        if preprocessor.mode == "lines":
+            # One name per example: [START] chars [END], inputs/targets shifted by one.
+            def shifted(e):
+                ids = vocab(e["text"], add_start_end=True)[:width]
+                return ids[:-1], ids[1:]
+
+            ds = split.map(shifted)
+            ds = batching.finalize(ds, shuffle_buffer=10_000 if training else 0, seed=config.seed,
+                                   cache=True, prefetch=False)
+            ds, _ = batching.bucket_batch(ds, config.batch_size,
+                                          lambda x, y: tf.shape(x)[0], num_buckets=4)
+        else:
+            ds = split.map(lambda e: vocab(tf.strings.join([e["text"], CONTINUOUS_CONTEXT]),
+                                           add_start_end=False))
+            ds = batching.lm_windows(ds, config.sequence_length)
+            ds = batching.finalize(ds, shuffle_buffer=10_000 if training else 0, seed=config.seed,
+                                   cache=True, prefetch=False)
+            ds = ds.batch(config.batch_size, drop_remainder=training)
+        return ds.prefetch(tf.data.AUTOTUNE)
+
+    def build_model(self, config, preprocessor):
+        return build_char_language_model(
+            preprocessor.vocab.vocabulary_size, embedding_dim=config.embedding_dim,
+            units=config.units, num_layers=config.num_layers, cell=config.cell,
+            dropout=config.dropout, recurrent_dropout=config.recurrent_dropout)
+
+    def compile_kwargs(self, config):
+        # ignore_class=0: padded targets of short names do not count.
+        return {"loss": keras.losses.SparseCategoricalCrossentropy(from_logits=True,
+                                                                   ignore_class=PAD_ID)}
+
+    def evaluate(self, config, model, preprocessor, split, plots_dir=None):
+        """Exact validation NLL: summed over every non-padding target character."""
+        total, count = 0.0, 0
+        for inputs, targets in self.make_dataset(config, preprocessor, split, training=False):
+            log_probs = tf.nn.log_softmax(tf.cast(model(inputs, training=False), tf.float32))
+            picked = tf.gather(log_probs, targets, batch_dims=2)
+            scored = tf.not_equal(targets, PAD_ID)
+            total -= float(tf.reduce_sum(tf.where(scored, picked, 0.0)))
+            count += int(tf.reduce_sum(tf.cast(scored, tf.int32)))
+        return {**nats_metrics(total, count), "examples": int(sum(1 for _ in split))}
+
+    def serving_module(self, config, model, preprocessor):
+        # The task keeps the module alive: a tf.function method only holds a weak reference
+        # to it, and the runner keeps just `module.serving_default`.
+        self._serving = CharGenerationServing(model, preprocessor, config)
+        return self._serving
+
+    def warmup_inputs(self, config):
+        # Greedy, so the fresh-process validation can compare texts exactly.
+        prompts = ["Ma", ""] if (config.data or "names") == "names" else ["The ", ""]
+        return {"prompt": np.array(prompts, dtype=object), "length": np.int32(16),
+                "temperature": np.float32(0.0)}
+
+    # ---- command line ---------------------------------------------------------------------
+    def add_predict_arguments(self, parser):
+        parser.add_argument("--prompt", default=None, help="text to continue (default: empty)")
+        parser.add_argument("--length", type=int, default=None,
+                            help="characters to generate (default: 40 for names, 300 for text)")
+        parser.add_argument("--temperature", type=float, default=1.0, help="0 = greedy")
+        parser.add_argument("--num-samples", type=int, default=1)
+
+    def _check_sampling_args(self, args):
+        if args.length is not None and args.length < 0:
+            raise ValueError(f"--length must be >= 0, got {args.length}")
+        if args.temperature < 0:
+            raise ValueError(f"--temperature must be >= 0, got {args.temperature}")
+        if args.num_samples < 1:
+            raise ValueError(f"--num-samples must be >= 1, got {args.num_samples}")
+
+    def predict_inputs(self, config, args, texts):
+        self._check_sampling_args(args)
+        prompts = list(texts) or [args.prompt or ""]
+        if args.prompt is not None and texts:
+            prompts = [args.prompt] + prompts
+        lines = (config.data or "names") == "names" or config.mode == "lines"
+        length = args.length if args.length is not None else (40 if lines else 300)
+        return {"prompt": tf.constant([p for p in prompts for _ in range(args.num_samples)]),
+                "length": tf.constant(length, tf.int32),
+                "temperature": tf.constant(args.temperature, tf.float32)}
+
+    def show_predictions(self, config, args, inputs, outputs):
+        texts = [t.decode("utf-8") for t in outputs["text"].numpy().tolist()]
+        seen = outputs["seen_in_training"].numpy().tolist()
+        lines = all(s >= 0 for s in seen)
+        results = []
+        for text, was_seen in zip(texts, seen, strict=True):
+            result = {"text": text}
+            if lines:
+                result["new"] = not bool(was_seen)
+            results.append(result)
+            if not getattr(args, "json", False):
+                flag = ("(seen in training) " if was_seen else "(new) ") if lines else ""
+                print(f"{flag}{text}")
+        return results
+
+    def extra_commands(self):
+        return {"generate": (_add_generate_arguments, _run_generate),
+                "score": (_add_score_arguments, _run_score)}
+
+    def search_space(self, hp):
+        return {
+            "cell": hp.Choice("cell", ["lstm", "peephole_lstm", "gru"]),
+            "units": hp.Choice("units", [64, 128, 256]),
+            "num_layers": hp.Int("num_layers", 1, 3),
+            "dropout": hp.Float("dropout", 0.0, 0.3, step=0.1),
+            "embedding_dim": hp.Choice("embedding_dim", [16, 32, 64]),
+            "learning_rate": hp.Float("learning_rate", 1e-3, 1e-2, sampling="log"),
+        }
+
+
+# ---- extra commands ------------------------------------------------------------------------
+def _add_model_argument(parser):
+    parser.add_argument("--model", default=os.path.join("runs", CharGenerationTask.name),
+                        help="run directory, or saved_models/char_generation[/<version>]")
+    parser.add_argument("--json", action="store_true", help="one JSON object per line")
+
+
+def _signature(task, model_path, name):
+    """``(config, function)``: a signature of the serving module (run dir) or of an export."""
+    from tasks.runner import export as export_lib
+    from tasks.runner import run_dir as rd
+
+    if os.path.exists(os.path.join(model_path, rd.CONFIG)):
+        config, preprocessor, model = rd.load_run(task, model_path)
+        return config, getattr(task.serving_module(config, model, preprocessor), name)
+    return task.config_class(), export_lib.load_serving_function(model_path, name)
+
+
+def _add_generate_arguments(parser):
+    _add_model_argument(parser)
+    CharGenerationTask().add_predict_arguments(parser)
+    parser.add_argument("inputs", nargs="*", help="prompts (instead of --prompt)")
+    parser.add_argument("--top-k", type=int, default=0, help="0 = off")
+    parser.add_argument("--top-p", type=float, default=1.0, help="1 = off")
+    parser.add_argument("--seed", type=int, default=-1, help="-1 = unseeded")
+
+
+def _run_generate(task, args) -> int:
+    if args.top_k < 0 or not 0 < args.top_p <= 1:
+        raise ValueError(f"--top-k must be >= 0 and --top-p in (0, 1], got {args.top_k}, "
+                         f"{args.top_p}")
+    config, fn = _signature(task, args.model, "generate")
+    inputs = task.predict_inputs(config, args, list(args.inputs))
+    inputs.update(top_k=tf.constant(args.top_k, tf.int32),
+                  top_p=tf.constant(args.top_p, tf.float32), seed=tf.constant(args.seed))
+    results = task.show_predictions(config, args, inputs, fn(**inputs))
+    if args.json:
+        for result in results:
+            print(json.dumps(result, ensure_ascii=False))
+    return 0
+
+
+def _add_score_arguments(parser):
+    _add_model_argument(parser)
+    parser.add_argument("texts", nargs="+", help="candidate texts to rank")
+
+
+def _run_score(task, args) -> int:
+    _, fn = _signature(task, args.model, "score")
+    out = fn(text=tf.constant(args.texts))
+    rows = [{"text": t, "log_prob": float(lp), "log_prob_per_char": float(pc),
+             "num_scored": int(n)} for t, lp, pc, n in zip(
+                 args.texts, out["log_prob"].numpy(), out["log_prob_per_char"].numpy(),
+                 out["num_scored"].numpy(), strict=True)]
+    rows.sort(key=lambda r: -r["log_prob_per_char"])
+    for row in rows:
+        print(json.dumps(row, ensure_ascii=False) if args.json else
+              f"{row['log_prob_per_char']:9.4f} nats/char  {row['log_prob']:10.3f} total  "
+              f"{row['text']}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(CharGenerationTask()))
