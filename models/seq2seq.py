@@ -27,6 +27,8 @@ from keras import ops
 
 from models import beam_search as search
 from models.attention import get_attention
+from models.peephole_lstm import PeepholeLSTM
+from models.stacked import StackedBidirectional
 
 CELLS = ("lstm", "peephole_lstm", "gru", "simple_rnn")
 ATTENTIONS = ("bahdanau", "luong", "luong_dot")
@@ -45,14 +47,7 @@ def num_cell_states(cell: str) -> int:
 
 
 def _encoder_layer(cell, units, num_layers, dropout):
-    try:  # TEMPORARY until models/cells.py lands
-        from models.cells import StackedBidirectional
-    except ImportError:
-        rnn = {"lstm": keras.layers.LSTM, "peephole_lstm": keras.layers.LSTM,
-               "gru": keras.layers.GRU, "simple_rnn": keras.layers.SimpleRNN}[cell]
-        return keras.layers.Bidirectional(
-            rnn(units, return_sequences=True, return_state=True), name="encoder")
-
+    # return_state=True: the TOP layer's final [fw_h, (fw_c,) bw_h, (bw_c)] after the outputs.
     return StackedBidirectional(
         units, num_layers=num_layers, cell=cell, merge_mode="concat", dropout=dropout,
         return_sequences=True, return_state=True, name="encoder")
@@ -67,8 +62,6 @@ def _decoder_rnn(cell, units, name):
         return keras.layers.GRU(units, **common)
     if cell == "simple_rnn":
         return keras.layers.SimpleRNN(units, **common)
-    from models.peephole_lstm import PeepholeLSTM
-
     return PeepholeLSTM(units, **common)
 
 
