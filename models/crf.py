@@ -35,8 +35,7 @@ def _parse_tag(name: str) -> tuple[str, str | None]:
     """``"B-PER"`` -> ``("B", "PER")``; ``"O"`` -> ``("O", None)``; ``"<pad>"`` -> special."""
     if name == "O":
         return "O", None
-    if (name.startswith("<") and name.endswith(">")) or (
-            name.startswith("[") and name.endswith("]")):
+    if name[:1] + name[-1:] in ("<>", "[]"):
         return "special", None
     prefix, sep, kind = name.partition("-")
     prefix = _PREFIX_ALIASES.get(prefix, prefix)
@@ -77,21 +76,15 @@ def allowed_transitions(tag_names, scheme: str | None = None):
             return False
         if scheme == "IOB2":
             return tp != "I" or (fp in ("B", "I") and fk == tk)
-        inside = fp in ("B", "I")  # an entity is open and must continue with I-/E- same type
-        if inside:
+        if fp in ("B", "I"):  # an entity is open and must continue with I-/E- same type
             return tp in ("I", "E") and fk == tk
         return tp in ("O", "B", "S")
 
     start = np.array([allowed(("start", None), t) for t in tags])
     trans = np.array([[allowed(f, t) for t in tags] for f in tags]).reshape(len(tags), -1)
-    if scheme == "IOB2":
-        end = np.array([p != "special" for p, _ in tags])
-    else:
-        end = np.array([p in ("O", "E", "S") for p, _ in tags])
+    ends = ("O", "B", "I", "E", "S") if scheme == "IOB2" else ("O", "E", "S")
+    end = np.array([p in ends for p, _ in tags])
     return trans, start, end
-
-
-# ------------------------------------------------------------------------------ functions
 
 
 def _prepare(potentials, mask):
@@ -221,9 +214,6 @@ def viterbi_decode(potentials, transitions, mask=None, start=None, end=None):
     return path, best_score * ops.cast(ops.sum(m, axis=1) > 0, "float32")
 
 
-# ------------------------------------------------------------------------------ layer
-
-
 @keras.saving.register_keras_serializable(package="recurrent_suite")
 class CRF(keras.layers.Layer):
     """Linear-chain CRF head: owns the transition scores and passes the potentials through.
@@ -299,17 +289,14 @@ class CRF(keras.layers.Layer):
 
     def call(self, potentials, mask=None, decode=False):
         potentials = ops.cast(potentials, "float32")
-        if decode:
-            return self.decode(potentials, mask)[0]
-        return potentials
+        return self.decode(potentials, mask)[0] if decode else potentials
 
     def compute_mask(self, inputs, mask=None):
         return mask
 
     def compute_output_spec(self, potentials, mask=None, decode=False):
-        if decode:
-            return keras.KerasTensor(potentials.shape[:2], dtype="int32")
-        return keras.KerasTensor(potentials.shape, dtype="float32")
+        shape, dtype = (potentials.shape[:2], "int32") if decode else (potentials.shape, "float32")
+        return keras.KerasTensor(shape, dtype=dtype)
 
     def log_likelihood(self, potentials, tags, mask=None):
         """[B] float32 log p(tags | potentials) under the constrained transitions."""
@@ -322,16 +309,15 @@ class CRF(keras.layers.Layer):
         return viterbi_decode(potentials, trans, mask, start, end)
 
     def get_config(self):
-        config = super().get_config()
-        config.update({
+        return {
+            **super().get_config(),
             "num_tags": self.num_tags,
             "use_boundary_transitions": self.use_boundary_transitions,
             "tag_names": self.tag_names,
             "scheme": self.scheme,
             "transitions_initializer": keras.initializers.serialize(
                 self.transitions_initializer),
-        })
-        return config
+        }
 
 
 # ------------------------------------------------------------------------------ model
@@ -366,8 +352,20 @@ class CRFModel(keras.Model):
     ``y`` is the gold tags [B, T] (or [B, T, 1]). The mask comes from the propagated Keras
     mask of the output, else from a [B, T] ``sample_weight``; a [B] ``sample_weight`` weights
     whole sentences. The loss is the weighted mean NLL per sentence plus any layer losses
-    (regularisers).
+    (regularisers). Compiled metrics see the Viterbi path as one-hot scores, weighted by the
+    mask: accuracy/F1 metrics measure what inference outputs, not the raw potentials.
     """
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        mask = _keras_mask(y_pred)
+        decoded = ops.one_hot(find_crf(self).decode(y_pred, mask)[0], ops.shape(y_pred)[-1])
+        if mask is not None:
+            weight = ops.cast(mask, "float32")
+            if sample_weight is not None:
+                sw = ops.cast(sample_weight, "float32")
+                weight = weight * (sw if len(sw.shape) == 2 else sw[:, None])
+            sample_weight = weight
+        return super().compute_metrics(x, y, decoded, sample_weight)
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         if isinstance(y_pred, (dict, list, tuple)):
