@@ -1,0 +1,376 @@
+"""Music generation: a note language model (pitch, step, duration) over a stacked RNN.
+
+    python -m tasks.music_generation train --epochs 20
+    python -m tasks.music_generation predict --output out.mid --num-notes 64 --temperature 0.9
+    python -m tasks.music_generation predict --prompt-midi theme.mid --output out.mid
+    python -m tasks.music_generation generate --output out.mid --top-k 8 --seed 3
+    python -m tasks.music_generation export
+
+Data: ``bach`` (music21 chorales; soprano line by default, ``--set voices=all`` for all four
+parts merged) or a directory of MIDI files. The model predicts the next note's pitch (softmax
+over 128) and its step and duration as quantised classes - see
+``models/music_language_model.py`` for why classes rather than regression. Metrics: pitch NLL
+and top-1 accuracy on held-out pieces beside a bigram pitch baseline fitted on the same
+training split (``nll_ratio`` = model / bigram; lower is better, < 1 beats the baseline).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from models.music_language_model import (
+    DURATION,
+    NUM_PITCHES,
+    PITCH,
+    STEP,
+    build_music_language_model,
+    build_music_step_model,
+    generate_notes,
+    note_targets,
+    time_bins_for,
+)
+from pipelines import batching, sources
+from pipelines.readers.music import read_midi, write_midi
+from tasks.runner.cli import main
+from tasks.runner.config import TaskConfig
+from tasks.runner.task import Preprocessor, Task
+
+HEADS = (PITCH, STEP, DURATION)
+
+
+# ---- config -----------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class MusicGenerationConfig(TaskConfig):
+    data: str = "bach"
+    voices: str = "soprano"        # bach only: soprano|all
+    unit: str = ""                 # beats|seconds ("" = the source's own: bach beats, MIDI seconds)
+    sequence_length: int = 64      # notes per training window
+    stride: int = 32               # notes between window starts within a piece
+    embedding_dim: int = 32        # pitch embedding
+    units: int = 128
+    num_layers: int = 2
+    dropout: float = 0.2
+    batch_size: int = 32
+    max_prompt_notes: int = 64     # a longer prompt keeps its last notes
+    max_notes: int = 2000          # served `num_notes` is clipped to this
+    tempo: float = 100.0           # quarter notes per minute when writing beats to MIDI
+    bigram_alpha: float = 1.0      # baseline smoothing: (count + alpha * unigram) / (n + alpha)
+
+
+def source_unit(config) -> str:
+    return config.unit or ("beats" if (config.data or "bach") == "bach" else "seconds")
+
+
+# ---- preprocessing ------------------------------------------------------------------------
+class MusicPreprocessor(Preprocessor):
+    """Time unit, step/duration grid, default seed note and the training pitch counts."""
+
+    def __init__(self, unit: str, time_bins, first_note, bigram, unigram):
+        self.unit, self.time_bins = unit, tuple(float(b) for b in time_bins)
+        self.first_note = np.asarray(first_note, np.float32)
+        self.bigram = np.asarray(bigram, np.float64)      # [128, 128] counts prev -> next
+        self.unigram = np.asarray(unigram, np.float64)    # [128] counts
+
+    @property
+    def time_scale(self) -> float:
+        return 1.0 if self.unit == "beats" else 0.5
+
+    def save(self, assets_dir: str) -> None:
+        os.makedirs(assets_dir, exist_ok=True)
+        with open(os.path.join(assets_dir, "music.json"), "w", encoding="utf-8") as f:
+            json.dump({"unit": self.unit, "time_bins": self.time_bins,
+                       "first_note": self.first_note.tolist()}, f, indent=2)
+        np.savez(os.path.join(assets_dir, "pitch_counts.npz"), bigram=self.bigram,
+                 unigram=self.unigram)
+
+    @classmethod
+    def load(cls, assets_dir: str, config=None) -> "MusicPreprocessor":
+        with open(os.path.join(assets_dir, "music.json"), encoding="utf-8") as f:
+            meta = json.load(f)
+        counts = np.load(os.path.join(assets_dir, "pitch_counts.npz"))
+        return cls(meta["unit"], meta["time_bins"], meta["first_note"], counts["bigram"],
+                   counts["unigram"])
+
+    def bigram_log_probs(self, alpha: float) -> np.ndarray:
+        """[128 prev, 128 next] log p(next | prev), interpolated with an add-one unigram."""
+        unigram = (self.unigram + 1.0) / (self.unigram.sum() + NUM_PITCHES)
+        probs = (self.bigram + alpha * unigram) / (self.bigram.sum(1, keepdims=True) + alpha)
+        return np.log(probs)
+
+
+def pitch_counts(pieces) -> tuple[np.ndarray, np.ndarray]:
+    """Bigram [128, 128] and unigram [128] pitch counts over a list of [n, 3] pieces."""
+    bigram, unigram = np.zeros((NUM_PITCHES, NUM_PITCHES)), np.zeros(NUM_PITCHES)
+    for notes in pieces:
+        pitch = np.clip(np.round(notes[:, 0]), 0, NUM_PITCHES - 1).astype(int)
+        np.add.at(unigram, pitch, 1)
+        np.add.at(bigram, (pitch[:-1], pitch[1:]), 1)
+    return bigram, unigram
+
+
+# ---- serving ------------------------------------------------------------------------------
+_PROMPT = tf.TensorSpec([None, 3], tf.float32, name="prompt_notes")
+_NUM_NOTES = tf.TensorSpec([], tf.int32, name="num_notes")
+_TEMPERATURE = tf.TensorSpec([], tf.float32, name="temperature")
+
+
+class MusicGenerationServing(tf.Module):
+    """``serving_default(prompt_notes [n, 3], num_notes, temperature) -> notes [num_notes, 3]``
+    and ``generate`` (also top_k, top_p for the pitch, and seed). An empty prompt starts from
+    the most common first note of the training pieces."""
+
+    signature_names = ("serving_default", "generate")
+
+    def __init__(self, model, preprocessor: MusicPreprocessor, config: MusicGenerationConfig):
+        super().__init__()
+        self.model = model
+        self.step_model = build_music_step_model(model)
+        self.model_variables = [v.value for v in model.variables]  # all tracked for saving
+        self.time_bins = preprocessor.time_bins
+        self.first_note = tf.constant(preprocessor.first_note[None])
+        self.unit = tf.constant(preprocessor.unit)
+        self.max_prompt = int(config.max_prompt_notes)
+        self.max_notes = int(config.max_notes)
+        self.seed_generator = keras.random.SeedGenerator(config.seed)
+        self.seed_state = self.seed_generator.state.value
+
+    def _generate(self, prompt, num_notes, temperature, top_k, top_p):
+        prompt = tf.cond(tf.shape(prompt)[0] > 0, lambda: prompt, lambda: self.first_note)
+        prompt = prompt[-self.max_prompt:]
+        num_notes = tf.clip_by_value(num_notes, 0, self.max_notes)
+        notes = generate_notes(self.step_model, prompt[tf.newaxis], num_notes, self.time_bins,
+                               temperature, top_k, top_p, seed=self.seed_generator)
+        return {"notes": notes[0], "unit": self.unit}
+
+    @tf.function(input_signature=[_PROMPT, _NUM_NOTES, _TEMPERATURE])
+    def serving_default(self, prompt_notes, num_notes, temperature):
+        return self._generate(prompt_notes, num_notes, temperature, 0, 1.0)
+
+    @tf.function(input_signature=[_PROMPT, _NUM_NOTES, _TEMPERATURE,
+                                  tf.TensorSpec([], tf.int32, name="top_k"),
+                                  tf.TensorSpec([], tf.float32, name="top_p"),
+                                  tf.TensorSpec([], tf.int32, name="seed")])
+    def generate(self, prompt_notes, num_notes, temperature, top_k, top_p, seed):
+        # seed >= 0 restarts the sampler's stream (reproducible); -1 continues it.
+        state = tf.cast(tf.stack([seed, 0]), self.seed_state.dtype)
+        self.seed_state.assign(tf.where(seed >= 0, state, self.seed_state))
+        return self._generate(prompt_notes, num_notes, temperature, top_k, top_p)
+
+
+# ---- output files ---------------------------------------------------------------------------
+def piano_roll(notes: np.ndarray, path: str, prompt_length: int = 0, unit: str = "beats",
+               title: str = "") -> str | None:
+    """Writes a piano-roll PNG (time on x, pitch on y; the prompt in grey)."""
+    from tasks.runner.plots import _pyplot
+
+    plt = _pyplot()
+    if plt is None:
+        return None
+    onsets = np.cumsum(notes[:, 1])
+    fig, ax = plt.subplots(figsize=(10, 4))
+    for i, ((pitch, _, duration), onset) in enumerate(zip(notes, onsets, strict=True)):
+        ax.broken_barh([(onset, max(duration, 1e-3))], (pitch - 0.4, 0.8),
+                       color="0.6" if i < prompt_length else "tab:blue")
+    ax.set_xlabel(f"time ({unit})")
+    ax.set_ylabel("MIDI pitch")
+    ax.set_title(title or f"{len(notes) - prompt_length} generated notes")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+# ---- the task -------------------------------------------------------------------------------
+class MusicGenerationTask(Task):
+    """Note language model and MIDI generator."""
+
+    name = "music_generation"
+    config_class = MusicGenerationConfig
+    demo_overrides = {"epochs": 4, "units": 64, "num_layers": 1, "max_examples": 120}
+    demo_inputs = {"prompt_notes": np.array([[67, 0, 1], [69, 1, 1], [71, 1, 2]], np.float32),
+                   "num_notes": 32, "temperature": 0.9}
+
+    def load_splits(self, config):
+        options = {"unit": config.unit} if config.unit else {}
+        if (config.data or "bach") == "bach":
+            options["voices"] = config.voices
+        return sources.load("music_generation", config.data or "bach", seed=config.seed,
+                            max_examples=config.max_examples, **options)
+
+    def fit_preprocessor(self, config, splits):
+        pieces = [e["notes"] for e in splits.train.as_numpy_iterator()]
+        if not pieces:
+            raise ValueError(f"no training pieces in {config.data!r}")
+        bigram, unigram = pitch_counts(pieces)
+        firsts = np.round([p[0, 0] for p in pieces]).astype(int)
+        first = float(np.bincount(firsts).argmax())
+        durations = np.concatenate([p[:, 2] for p in pieces])
+        unit = splits.info.get("unit", source_unit(config))
+        return MusicPreprocessor(unit, time_bins_for(unit),
+                                 [first, 0.0, float(np.median(durations))], bigram, unigram)
+
+    def load_preprocessor(self, config, assets_dir):
+        return MusicPreprocessor.load(assets_dir, config)
+
+    def make_dataset(self, config, preprocessor, split, training):
+        bins = preprocessor.time_bins
+
+        def to_example(inputs, targets):
+            # lm_windows pads short windows with all-zero notes; real notes have duration > 0.
+            valid = tf.cast(targets[:, 2] > 0, tf.float32)
+            return inputs, note_targets(targets, bins), {h: valid for h in HEADS}
+
+        ds = batching.lm_windows(split.map(lambda e: e["notes"]), config.sequence_length,
+                                 stride=config.stride, per_example=True)
+        ds = batching.finalize(ds.map(to_example), shuffle_buffer=5000 if training else 0,
+                               seed=config.seed, cache=True, prefetch=False)
+        return ds.batch(config.batch_size).prefetch(tf.data.AUTOTUNE)
+
+    def build_model(self, config, preprocessor):
+        return build_music_language_model(
+            len(preprocessor.time_bins), pitch_embedding_dim=config.embedding_dim,
+            units=config.units, num_layers=config.num_layers, cell=config.cell,
+            dropout=config.dropout, recurrent_dropout=config.recurrent_dropout,
+            time_scale=preprocessor.time_scale)
+
+    def compile_kwargs(self, config):
+        loss = {h: keras.losses.SparseCategoricalCrossentropy(from_logits=True) for h in HEADS}
+        return {"loss": loss, "weighted_metrics": {
+            h: [keras.metrics.SparseCategoricalAccuracy(name="accuracy")] for h in HEADS}}
+
+    def evaluate(self, config, model, preprocessor, split, plots_dir=None):
+        """NLL (nats/note) and top-1 accuracy per head on whole pieces, and the bigram baseline."""
+        bigram = preprocessor.bigram_log_probs(config.bigram_alpha)
+        sums = {k: 0.0 for k in ("pitch_nll", "step_nll", "duration_nll", "pitch_acc",
+                                 "step_acc", "duration_acc", "bigram_nll", "bigram_acc")}
+        count, pieces = 0, 0
+        for (notes,) in split.map(lambda e: (e["notes"],)).padded_batch(16):
+            valid = notes[:, 1:, 2] > 0
+            targets = note_targets(notes[:, 1:], preprocessor.time_bins)
+            outputs = model(notes[:, :-1], training=False)
+            for head in HEADS:
+                logp = tf.nn.log_softmax(tf.cast(outputs[head], tf.float32))
+                picked = tf.gather(logp, targets[head], batch_dims=2)
+                hit = tf.equal(tf.argmax(logp, -1, output_type=tf.int32), targets[head])
+                sums[f"{head}_nll"] -= float(tf.reduce_sum(tf.boolean_mask(picked, valid)))
+                sums[f"{head}_acc"] += float(tf.reduce_sum(tf.cast(hit & valid, tf.float32)))
+            prev = np.asarray(note_targets(notes[:, :-1], preprocessor.time_bins)[PITCH])
+            nxt, mask = np.asarray(targets[PITCH]), np.asarray(valid)
+            sums["bigram_nll"] -= float(bigram[prev, nxt][mask].sum())
+            sums["bigram_acc"] += float((bigram[prev].argmax(-1) == nxt)[mask].sum())
+            count += int(mask.sum())
+            pieces += int(notes.shape[0])
+        m = {k: v / max(count, 1) for k, v in sums.items()}
+        return {"pitch_nll": m["pitch_nll"], "pitch_accuracy": m["pitch_acc"],
+                "bigram_pitch_nll": m["bigram_nll"], "bigram_pitch_accuracy": m["bigram_acc"],
+                "nll_ratio": m["pitch_nll"] / max(m["bigram_nll"], 1e-12),
+                "step_nll": m["step_nll"], "step_accuracy": m["step_acc"],
+                "duration_nll": m["duration_nll"], "duration_accuracy": m["duration_acc"],
+                "loss": m["pitch_nll"] + m["step_nll"] + m["duration_nll"],
+                "notes": count, "examples": pieces}
+
+    def serving_module(self, config, model, preprocessor):
+        self._serving = MusicGenerationServing(model, preprocessor, config)  # keep it alive
+        return self._serving
+
+    def warmup_inputs(self, config):
+        # Greedy, so the fresh-process validation can compare notes exactly.
+        return {"prompt_notes": self.demo_inputs["prompt_notes"], "num_notes": np.int32(8),
+                "temperature": np.float32(0.0)}
+
+    # ---- command line ---------------------------------------------------------------------
+    def add_predict_arguments(self, parser):
+        parser.add_argument("--output", default="generated.mid", help="MIDI file to write "
+                            "(a piano-roll PNG is written beside it)")
+        parser.add_argument("--num-notes", type=int, default=64)
+        parser.add_argument("--temperature", type=float, default=1.0, help="0 = greedy")
+        parser.add_argument("--prompt-midi", help="MIDI file whose first track is continued")
+
+    def predict_inputs(self, config, args, texts):
+        if args.num_notes < 0:
+            raise ValueError(f"--num-notes must be >= 0, got {args.num_notes}")
+        if args.temperature < 0:
+            raise ValueError(f"--temperature must be >= 0, got {args.temperature}")
+        prompt = np.zeros((0, 3), np.float32)
+        if args.prompt_midi:
+            if not os.path.exists(args.prompt_midi):
+                raise FileNotFoundError(f"--prompt-midi not found: {args.prompt_midi}")
+            tracks = read_midi(args.prompt_midi, unit=source_unit(config))
+            if not tracks:
+                raise ValueError(f"--prompt-midi {args.prompt_midi}: no track with notes")
+            prompt = tracks[0][-config.max_prompt_notes:]
+        return {"prompt_notes": tf.constant(prompt, tf.float32),
+                "num_notes": tf.constant(args.num_notes, tf.int32),
+                "temperature": tf.constant(args.temperature, tf.float32)}
+
+    def show_predictions(self, config, args, inputs, outputs):
+        notes = outputs["notes"].numpy()
+        unit = outputs["unit"].numpy().decode("utf-8")
+        prompt = np.asarray(inputs["prompt_notes"])
+        path = getattr(args, "output", None) or "generated.mid"
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        write_midi(notes, path, unit=unit, tempo=config.tempo)
+        png = piano_roll(np.concatenate([prompt, notes]), os.path.splitext(path)[0] + ".png",
+                         prompt_length=len(prompt), unit=unit)
+        result = {"output": path, "piano_roll": png, "notes": int(len(notes)), "unit": unit,
+                  "pitch_range": [int(notes[:, 0].min()), int(notes[:, 0].max())]
+                  if len(notes) else []}
+        if not getattr(args, "json", False):
+            print(f"wrote {len(notes)} notes to {path}" + (f" and {png}" if png else ""))
+        return [result]
+
+    def extra_commands(self):
+        return {"generate": (_add_generate_arguments, _run_generate)}
+
+    def search_space(self, hp):
+        return {
+            "cell": hp.Choice("cell", ["lstm", "peephole_lstm", "gru"]),
+            "units": hp.Choice("units", [64, 128, 256]),
+            "num_layers": hp.Int("num_layers", 1, 3),
+            "dropout": hp.Float("dropout", 0.0, 0.4, step=0.1),
+            "embedding_dim": hp.Choice("embedding_dim", [16, 32, 64]),
+            "sequence_length": hp.Choice("sequence_length", [32, 64]),
+            "learning_rate": hp.Float("learning_rate", 3e-4, 3e-3, sampling="log"),
+        }
+
+
+# ---- extra command: generate with every sampling knob ---------------------------------------
+def _add_generate_arguments(parser):
+    parser.add_argument("--model", default=os.path.join("runs", MusicGenerationTask.name),
+                        help="run directory, or saved_models/music_generation[/<version>]")
+    parser.add_argument("--json", action="store_true")
+    MusicGenerationTask().add_predict_arguments(parser)
+    parser.add_argument("--top-k", type=int, default=0, help="pitch top-k (0 = off)")
+    parser.add_argument("--top-p", type=float, default=1.0, help="pitch nucleus (1 = off)")
+    parser.add_argument("--seed", type=int, default=-1, help="-1 = unseeded")
+
+
+def _run_generate(task, args) -> int:
+    from tasks.runner import export as export_lib
+    from tasks.runner import run_dir as rd
+
+    if args.top_k < 0 or not 0 < args.top_p <= 1:
+        raise ValueError(f"--top-k must be >= 0 and --top-p in (0, 1], got {args.top_k}, "
+                         f"{args.top_p}")
+    if os.path.exists(os.path.join(args.model, rd.CONFIG)):
+        config, preprocessor, model = rd.load_run(task, args.model)
+        fn = task.serving_module(config, model, preprocessor).generate
+    else:
+        config, fn = task.config_class(), export_lib.load_serving_function(args.model, "generate")
+    inputs = task.predict_inputs(config, args, [])
+    inputs.update(top_k=tf.constant(args.top_k, tf.int32),
+                  top_p=tf.constant(args.top_p, tf.float32), seed=tf.constant(args.seed))
+    for result in task.show_predictions(config, args, inputs, fn(**inputs)):
+        if args.json:
+            print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(MusicGenerationTask()))
