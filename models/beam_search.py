@@ -139,7 +139,7 @@ def greedy_decode(step_fn, initial_states, context, *, start_token: int, end_tok
 
 def beam_search(step_fn, initial_states, context, *, start_token: int, end_token: int,
                 max_length: int, beam_width: int = 4, length_penalty: float = 0.0,
-                keep_greedy: bool = True) -> dict:
+                keep_greedy: bool = True, greedy_result: dict | None = None) -> dict:
     """Batched beam search ranking hypotheses by length-normalised score.
 
     Every step expands the ``beam_width`` hypotheses of each example by the whole vocabulary
@@ -157,7 +157,9 @@ def beam_search(step_fn, initial_states, context, *, start_token: int, end_token
         keep_greedy: also decode greedily and return the greedy hypothesis where its
             normalised score is strictly higher. Plain beam search can prune the greedy path
             and end below it; this makes "beam never scores below greedy" hold by
-            construction for ``beam_width/(beam_width+1)`` more compute.
+            construction for ``1/beam_width`` more compute.
+        greedy_result: :func:`greedy_decode`'s result for the same inputs, when the caller has
+            it already (``keep_greedy`` then reuses it instead of decoding again).
 
     Returns:
         dict: the best hypothesis per example as in :func:`greedy_decode` (``tokens``,
@@ -237,9 +239,9 @@ def beam_search(step_fn, initial_states, context, *, start_token: int, end_token
                   beam_tokens=beam_tokens, beam_scores=carry["scores"],
                   beam_normalized_scores=beam_normalized)
     if keep_greedy and k > 1:
-        greedy = greedy_decode(step_fn, initial_states, context, start_token=start_token,
-                               end_token=end_token, max_length=max_length,
-                               length_penalty=length_penalty)
+        greedy = greedy_result or greedy_decode(
+            step_fn, initial_states, context, start_token=start_token, end_token=end_token,
+            max_length=max_length, length_penalty=length_penalty)
         use = ops.greater(greedy["normalized_scores"], result["normalized_scores"])
         for key in ("tokens", "lengths", "scores", "normalized_scores", "attention",
                     "finished"):

@@ -221,17 +221,18 @@ def build_inference_models(model: keras.Model):
     return encoder, step_decoder
 
 
-def decode(encoder: keras.Model, step_decoder: keras.Model, source_ids, *, start_token: int,
+def decode(encoder: keras.Model, step_decoder, source_ids, *, start_token: int,
            end_token: int, max_length: int, method: str = "beam", beam_width: int = 4,
            length_penalty: float = 0.0, keep_greedy: bool = True) -> dict:
-    """Greedy or beam decoding of a batch of source id sequences.
+    """Greedy or beam decoding (or both) of a batch of source id sequences.
 
     Args:
         encoder, step_decoder: from :func:`build_inference_models`.
         source_ids: [batch, src_time] int (0 = padding).
         start_token: id fed at the first step; end_token: id that finishes a hypothesis.
         max_length: most tokens generated per hypothesis (end token included).
-        method: ``"greedy"`` or ``"beam"``.
+        method: ``"greedy"``, ``"beam"`` or ``"both"`` (one encoder pass, and the greedy
+            result reused by ``keep_greedy``).
         beam_width: hypotheses kept per example (``beam`` only).
         length_penalty: GNMT alpha; 0 ranks by the plain sum of log-probabilities.
         keep_greedy: see :func:`models.beam_search.beam_search`.
@@ -239,10 +240,11 @@ def decode(encoder: keras.Model, step_decoder: keras.Model, source_ids, *, start
     Returns:
         The dict of :func:`models.beam_search.greedy_decode` / ``beam_search``: ``tokens``
         [batch, max_length], ``lengths``, ``scores``, ``normalized_scores`` [batch] and
-        ``attention`` [batch, max_length, src_time].
+        ``attention`` [batch, max_length, src_time]; for ``both``: ``{"greedy": ...,
+        "beam": ...}``.
     """
-    if method not in ("greedy", "beam"):
-        raise ValueError(f"method must be 'greedy' or 'beam'; got {method!r}")
+    if method not in ("greedy", "beam", "both"):
+        raise ValueError(f"method must be 'greedy', 'beam' or 'both'; got {method!r}")
     encoded = encoder(source_ids, training=False)
     context, states = (encoded[0], encoded[1]), list(encoded[2:])
     common = dict(start_token=start_token, end_token=end_token, max_length=max_length,
@@ -250,7 +252,11 @@ def decode(encoder: keras.Model, step_decoder: keras.Model, source_ids, *, start
     # Padding is never a real output token (the loss masks it), yet an under-trained model
     # may give it mass: forbid it during the search.
     step_fn = search.forbid_tokens(step_decoder, [0])
-    if method == "greedy":
-        return search.greedy_decode(step_fn, states, context, **common)
-    return search.beam_search(step_fn, states, context, beam_width=beam_width,
-                              keep_greedy=keep_greedy, **common)
+    greedy = None
+    if method in ("greedy", "both"):
+        greedy = search.greedy_decode(step_fn, states, context, **common)
+        if method == "greedy":
+            return greedy
+    beam = search.beam_search(step_fn, states, context, beam_width=beam_width,
+                              keep_greedy=keep_greedy, greedy_result=greedy, **common)
+    return beam if method == "beam" else {"greedy": greedy, "beam": beam}

@@ -87,9 +87,9 @@ def test_decoding_compiles_and_beam_never_scores_below_greedy():
     kw = dict(start_token=START, end_token=END, max_length=6)
 
     @tf.function(input_signature=[tf.TensorSpec([None, None], tf.int32)])
-    def both(ids):
-        return (decode(encoder, step, ids, method="greedy", **kw),
-                decode(encoder, step, ids, method="beam", beam_width=3, **kw))
+    def both(ids):  # greedy, and beam reusing that greedy result for keep_greedy
+        out = decode(encoder, step, ids, method="both", beam_width=3, **kw)
+        return out["greedy"], out["beam"]
 
     greedy, beam = to_numpy(both(source))
     assert greedy["tokens"].shape == (4, 6) and beam["attention"].shape == (4, 6, 6)
@@ -100,6 +100,8 @@ def test_decoding_compiles_and_beam_never_scores_below_greedy():
             assert np.all(row[:n] != 0) and np.all(row[n:] == 0)
     eager = to_numpy(decode(encoder, step, source[:2], method="greedy", **kw))
     np.testing.assert_array_equal(eager["tokens"], greedy["tokens"][:2])
+    eager_beam = to_numpy(decode(encoder, step, source[:2], method="beam", beam_width=3, **kw))
+    np.testing.assert_array_equal(eager_beam["tokens"], beam["tokens"][:2])
     # Padded vs unpadded source decode identically (row 2 has 2 real tokens).
     short = to_numpy(both(source[2:3, :2]))[1]
     np.testing.assert_array_equal(short["tokens"], beam["tokens"][2:3])
@@ -158,7 +160,7 @@ def test_bad_vocabulary_and_decode_method():
         build_seq2seq_model(1, 5)
     model = _model()
     encoder, step = build_inference_models(model)
-    with pytest.raises(ValueError, match="method must be 'greedy' or 'beam'; got 'sample'"):
+    with pytest.raises(ValueError, match="'greedy', 'beam' or 'both'; got 'sample'"):
         decode(encoder, step, _batch()[0], start_token=START, end_token=END, max_length=3,
                method="sample")
     with pytest.raises(ValueError, match="not a seq2seq model"):
