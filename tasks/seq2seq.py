@@ -1,0 +1,371 @@
+"""Sequence to sequence: human-readable dates -> ISO dates, or sentence translation.
+
+    python -m tasks.seq2seq train --epochs 10                    # dates, >= 20 locales
+    python -m tasks.seq2seq train --data pairs:spa.txt --set max_length=10 --set lowercase=true
+    python -m tasks.seq2seq predict "14 juillet 1789" --plot-attention attention.png
+    python -m tasks.seq2seq export
+
+Reads top-down: config -> preprocessing -> serving (in-graph beam / greedy decoding) -> the task
+(data, model, metrics, predictions, search space) -> metric helpers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from models.seq2seq import build_inference_models, build_seq2seq_model, decode
+from pipelines import batching, sources
+from pipelines.vocab import END_ID, START_ID, CharVocabulary, WordVectorizer
+from tasks.runner.cli import main
+from tasks.runner.config import TaskConfig
+from tasks.runner.task import Preprocessor, Task
+
+DATES = "dates"
+
+
+# ---- config -----------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class Seq2SeqConfig(TaskConfig):
+    data: str = DATES              # dates | pairs:PATH | a TSV path
+    locales: tuple[str, ...] = ()  # dates: babel locales ("" = the reader's >= 20 default)
+    num_examples: int = 0          # dates: training pairs to generate (0 = reader default)
+    lowercase: bool = False        # pairs: lowercase both sides
+    max_length: int = 0            # pairs: drop pairs longer than this many words (0 = keep)
+    reverse: bool = False          # pairs: swap source and target
+    unit: str = "auto"             # char|word|auto (char for dates, word for pairs)
+    max_tokens: int = 20000        # word vocabulary cap per side (reserved ids included)
+    embedding_dim: int = 64
+    units: int = 128
+    decoder_layers: int = 1
+    attention: str = "luong"       # luong|bahdanau
+    dropout: float = 0.1
+    batch_size: int = 64
+    beam_width: int = 4
+    length_penalty: float = 0.0    # GNMT alpha; 0 ranks by the model's log-probability
+    max_decode_length: int = 0     # 0 = 1.5 x the longest training target + 2
+    eval_batch_size: int = 256
+
+
+def _unit(config) -> str:
+    if config.unit not in ("auto", "char", "word"):
+        raise ValueError(f"unit must be auto, char or word; got {config.unit!r}")
+    if config.unit != "auto":
+        return config.unit
+    return "char" if (config.data or DATES) == DATES else "word"
+
+
+# ---- preprocessing ------------------------------------------------------------------------
+class Seq2SeqPreprocessor(Preprocessor):
+    """Source and target vocabularies (characters or words) and the decoding length."""
+
+    def __init__(self, source_vocab, target_vocab, unit: str, max_target_length: int):
+        self.source_vocab, self.target_vocab = source_vocab, target_vocab
+        self.unit, self.max_target_length = unit, int(max_target_length)
+
+    @classmethod
+    def fit(cls, config, train: tf.data.Dataset) -> "Seq2SeqPreprocessor":
+        unit = _unit(config)
+        if unit == "char":
+            source = CharVocabulary(lowercase=config.lowercase, add_start_end=False)
+            target = CharVocabulary(lowercase=config.lowercase, add_start_end=True)
+        else:
+            standardize = "lower" if config.lowercase else None
+            source = WordVectorizer(config.max_tokens, standardize=standardize,
+                                    split="punctuation")
+            target = WordVectorizer(config.max_tokens, standardize=standardize,
+                                    split="punctuation", add_start_end=True)
+        source.adapt(train.map(lambda e: e["source"]))
+        target.adapt(train.map(lambda e: e["target"]))
+        pre = cls(source, target, unit, 1)
+        lengths = train.batch(512).map(lambda e: pre.target_ids(e["target"]).row_lengths())
+        pre.max_target_length = int(max(int(tf.reduce_max(x)) for x in lengths)) + 1  # + END
+        return pre
+
+    def save(self, assets_dir: str) -> None:
+        self.source_vocab.save(assets_dir, "source")
+        self.target_vocab.save(assets_dir, "target")
+        with open(os.path.join(assets_dir, "seq2seq.json"), "w", encoding="utf-8") as f:
+            json.dump({"unit": self.unit, "max_target_length": self.max_target_length}, f)
+
+    @classmethod
+    def load(cls, assets_dir: str, config=None) -> "Seq2SeqPreprocessor":
+        with open(os.path.join(assets_dir, "seq2seq.json"), encoding="utf-8") as f:
+            meta = json.load(f)
+        vocab = CharVocabulary if meta["unit"] == "char" else WordVectorizer
+        return cls(vocab.load(assets_dir, "source"), vocab.load(assets_dir, "target"),
+                   meta["unit"], meta["max_target_length"])
+
+    def source_ids(self, texts, ragged: bool = False):
+        """string [batch] -> int32 [batch, time] 0-padded (>= 1 column), or ragged."""
+        ids = self._ids(self.source_vocab, texts)
+        if ragged:
+            return ids
+        ids = ids.to_tensor(0)
+        # An RNN needs one timestep at least; an empty source is then fully masked.
+        return tf.pad(ids, [[0, 0], [0, tf.maximum(0, 1 - tf.shape(ids)[1])]])
+
+    def target_ids(self, texts):
+        """string [batch] -> ragged int32 [batch, None], without START/END."""
+        return self._ids(self.target_vocab, texts)
+
+    def _ids(self, vocab, texts):
+        if self.unit == "char":
+            return tf.cast(vocab(texts, add_start_end=False, ragged=True), tf.int32)
+        return tf.cast(vocab(texts, ragged=True), tf.int32)
+
+    def decode(self, ids):
+        """int [batch, time] -> string [batch]: stops at END, drops padding."""
+        return self.target_vocab.decode(ids)
+
+
+def max_decode_length(config, preprocessor) -> int:
+    return config.max_decode_length or int(1.5 * preprocessor.max_target_length) + 2
+
+
+# ---- serving ------------------------------------------------------------------------------
+class Seq2SeqServing(tf.Module):
+    """``serving_default(text)``: beam search; ``greedy(text)``: greedy decoding.
+
+    Both return ``translation`` (string [batch]), ``score`` (length-normalised log-prob),
+    ``log_prob`` and ``length`` [batch], ``attention`` [batch, out_time, src_time] and the
+    ``source_tokens`` / ``output_tokens`` labelling its axes, for the heatmap.
+    """
+
+    signature_names = ("serving_default", "greedy")
+
+    def __init__(self, model, preprocessor: Seq2SeqPreprocessor, config):
+        super().__init__()
+        self.model = model
+        self.source_vocab, self.target_vocab = preprocessor.source_vocab, preprocessor.target_vocab
+        self.preprocessor = preprocessor
+        self.encoder, self._step = build_inference_models(model)
+        self.options = dict(start_token=START_ID, end_token=END_ID,
+                            max_length=max_decode_length(config, preprocessor),
+                            length_penalty=float(config.length_penalty))
+        self.beam_width = int(config.beam_width)
+        # Token tables for the heatmap labels (vocab.decode joins a char vocabulary's tokens).
+        self.source_table = tf.constant(self.source_vocab.get_vocabulary())
+        self.target_table = tf.constant(self.target_vocab.get_vocabulary())
+
+    def decode_text(self, text, method):
+        """string [batch] -> the output dict (``method`` "both": {"greedy": .., "beam": ..})."""
+        pre = self.preprocessor
+        source = pre.source_ids(text)
+        result = decode(self.encoder, self._step, source, method=method,
+                        beam_width=self.beam_width, **self.options)
+        if method == "both":
+            return {k: self._outputs(source, v) for k, v in result.items()}
+        return self._outputs(source, result)
+
+    def _outputs(self, source, result):
+        return {"translation": self.preprocessor.decode(result["tokens"]),
+                "score": result["normalized_scores"], "log_prob": result["scores"],
+                "length": result["lengths"], "attention": result["attention"],
+                "source_tokens": tf.gather(self.source_table, source),
+                "output_tokens": tf.gather(self.target_table, result["tokens"])}
+
+    # autograph=False: nothing here branches on tensors (the search is an explicit while
+    # loop), and converting Keras' code for autograph made tracing ~2.5x slower.
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")],
+                 autograph=False)
+    def serving_default(self, text):
+        return self.decode_text(text, "beam")
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")],
+                 autograph=False)
+    def greedy(self, text):
+        return self.decode_text(text, "greedy")
+
+
+# ---- the task -------------------------------------------------------------------------------
+class Seq2SeqTask(Task):
+    """Attention encoder-decoder with greedy and beam decoding inside the serving graph."""
+
+    name = "seq2seq"
+    config_class = Seq2SeqConfig
+    monitor = "accuracy"            # teacher-forced next-token accuracy (padding masked)
+    monitor_mode = "max"
+    demo_overrides = {"max_examples": 3000, "epochs": 2, "units": 64, "embedding_dim": 32}
+    demo_inputs = {"text": ["14 July 1789", "3 mars 2021", "Mittwoch, 9. November 1989"]}
+
+    def load_splits(self, config):
+        data = config.data or DATES
+        if data == DATES:
+            options = {"locales": list(config.locales) or None}
+            if config.num_examples:
+                options["num_examples"] = config.num_examples
+        else:
+            options = {"lowercase": config.lowercase, "max_length": config.max_length,
+                       "reverse": config.reverse}
+        return sources.load("seq2seq", data, seed=config.seed, max_examples=config.max_examples,
+                            **options)
+
+    def fit_preprocessor(self, config, splits):
+        return Seq2SeqPreprocessor.fit(config, splits.train)
+
+    def load_preprocessor(self, config, assets_dir):
+        return Seq2SeqPreprocessor.load(assets_dir, config)
+
+    def make_dataset(self, config, preprocessor, split, training):
+        def encode(source, target):
+            return preprocessor.source_ids(source, ragged=True), preprocessor.target_ids(target)
+
+        ds = split.map(lambda e: (e["source"], e["target"])).batch(256)
+        ds = ds.map(encode, num_parallel_calls=tf.data.AUTOTUNE).unbatch()
+        # ((source, [START] + target), target + [END]), per example; cached once vectorised.
+        ds = ds.map(lambda s, t: batching.teacher_forcing(s, t, START_ID, END_ID)).cache()
+        if training:
+            ds = ds.shuffle(8192, seed=config.seed, reshuffle_each_iteration=True)
+        ds, _ = batching.bucket_batch(ds, config.batch_size,
+                                      length_fn=lambda inputs, labels: tf.shape(inputs[0])[0])
+        return ds.prefetch(tf.data.AUTOTUNE)
+
+    def build_model(self, config, preprocessor):
+        return build_seq2seq_model(
+            preprocessor.source_vocab.vocabulary_size, preprocessor.target_vocab.vocabulary_size,
+            embedding_dim=config.embedding_dim, units=config.units,
+            encoder_layers=config.num_layers, decoder_layers=config.decoder_layers,
+            cell=config.cell, attention=config.attention, dropout=config.dropout)
+
+    def compile_kwargs(self, config):
+        # The logits carry the target padding mask: Keras drops padded steps from both.
+        return {"loss": keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                "metrics": [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]}
+
+    def evaluate(self, config, model, preprocessor, split, plots_dir=None):
+        """Teacher-forced loss/accuracy, then greedy and beam decoding side by side."""
+        metrics = super().evaluate(config, model, preprocessor, split)
+        serving = self.serving_module(config, model, preprocessor)
+        # Greedy and beam in one graph: one encoder pass, and beam reuses the greedy result.
+        both = tf.function(lambda text: serving.decode_text(text, "both"), autograph=False,
+                           input_signature=[tf.TensorSpec([None], tf.string)])
+        pairs = list(split.as_numpy_iterator())
+        texts = [p["source"].decode("utf-8") for p in pairs]
+        references = [p["target"].decode("utf-8") for p in pairs]
+        if config.lowercase:
+            references = [r.lower() for r in references]
+        hyps, log_probs, first = {"greedy": [], "beam": []}, {"greedy": [], "beam": []}, None
+        for start in range(0, len(texts), config.eval_batch_size):
+            out = both(tf.constant(texts[start:start + config.eval_batch_size]))
+            first = first or out["beam"]
+            for method in hyps:
+                hyps[method] += [h.decode("utf-8") for h in out[method]["translation"].numpy()]
+                log_probs[method].append(out[method]["log_prob"].numpy())
+        for method in hyps:
+            metrics.update({f"{method}_{k}": v for k, v in sequence_metrics(
+                hyps[method], references, bleu=preprocessor.unit == "word").items()})
+        if texts:
+            greedy, beam = (np.concatenate(log_probs[m]) for m in ("greedy", "beam"))
+            metrics["beam_minus_greedy_log_prob"] = float(np.mean(beam - greedy))
+            metrics["beam_below_greedy"] = int(np.sum(beam < greedy - 1e-4))
+        if plots_dir and first is not None:
+            attention_heatmap(first, 0, os.path.join(plots_dir, "attention.png"))
+        return metrics
+
+    def serving_module(self, config, model, preprocessor):
+        return Seq2SeqServing(model, preprocessor, config)
+
+    def warmup_inputs(self, config):
+        if (config.data or DATES) == DATES:
+            return {"text": np.array(self.demo_inputs["text"], dtype=object)}
+        return {"text": np.array(["How are you?", "I like it."], dtype=object)}
+
+    def add_predict_arguments(self, parser):
+        parser.add_argument("--plot-attention", metavar="PNG",
+                            help="draw the attention heatmap of each input (file, -N suffix "
+                                 "for inputs after the first)")
+
+    def show_predictions(self, config, args, inputs, outputs):
+        texts = [t.decode("utf-8") for t in np.asarray(inputs["text"].numpy()).tolist()]
+        results = []
+        for i, text in enumerate(texts):
+            result = {"text": text,
+                      "translation": outputs["translation"].numpy()[i].decode("utf-8"),
+                      "score": float(outputs["score"].numpy()[i]),
+                      "log_prob": float(outputs["log_prob"].numpy()[i])}
+            if args.plot_attention:
+                root, ext = os.path.splitext(args.plot_attention)
+                path = args.plot_attention if i == 0 else f"{root}-{i}{ext or '.png'}"
+                result["attention_plot"] = attention_heatmap(outputs, i, path)
+            results.append(result)
+            if not args.json:
+                print(f"{text}  ->  {result['translation']}   (score {result['score']:.3f})")
+        return results
+
+    def search_space(self, hp):
+        return {
+            "attention": hp.Choice("attention", ["luong", "bahdanau"]),
+            "cell": hp.Choice("cell", ["lstm", "gru", "peephole_lstm"]),
+            "units": hp.Choice("units", [64, 128, 256]),
+            "num_layers": hp.Int("num_layers", 1, 2),
+            "dropout": hp.Float("dropout", 0.0, 0.3, step=0.1),
+            "learning_rate": hp.Float("learning_rate", 3e-4, 3e-3, sampling="log"),
+        }
+
+
+# ---- metrics and figures ----------------------------------------------------------------------
+def sequence_metrics(hypotheses: list[str], references: list[str], bleu: bool) -> dict:
+    """Exact match and character accuracy; with ``bleu`` also sacrebleu BLEU and chrF.
+
+    Character accuracy: matching characters at the same position over the longer string's
+    length, averaged over examples (1.0 = identical; a dropped character shifts the rest).
+    """
+    if len(hypotheses) != len(references):
+        raise ValueError(f"{len(hypotheses)} hypotheses for {len(references)} references")
+    exact = [h == r for h, r in zip(hypotheses, references)]
+    chars = [sum(a == b for a, b in zip(h, r)) / max(len(h), len(r), 1)
+             for h, r in zip(hypotheses, references)]
+    out = {"exact_match": float(np.mean(exact)) if exact else 0.0,
+           "char_accuracy": float(np.mean(chars)) if chars else 0.0}
+    if bleu:
+        import sacrebleu
+
+        out["bleu"] = float(sacrebleu.corpus_bleu(hypotheses, [references]).score)
+        out["chrf"] = float(sacrebleu.corpus_chrf(hypotheses, [references]).score)
+    return out
+
+
+def attention_heatmap(outputs, index: int, path: str) -> str | None:
+    """Draws example ``index`` of a serving output's ``attention`` (rows: output tokens)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed: no attention plot (pip install '.[demo]')")
+        return None
+
+    def array(key):  # tensors (serving outputs) or numpy arrays
+        value = outputs[key]
+        return value.numpy() if hasattr(value, "numpy") else np.asarray(value)
+
+    def tokens(key):
+        return [t.decode("utf-8") for t in array(key)[index]]
+
+    src = [t or "·" for t in tokens("source_tokens")]
+    out = tokens("output_tokens")
+    n_src = max(1, len([t for t in tokens("source_tokens") if t]))
+    n_out = max(1, int(array("length")[index]))
+    weights = array("attention")[index][:n_out, :n_src]
+    fig, ax = plt.subplots(figsize=(max(4, 0.35 * n_src + 2), max(3, 0.35 * n_out + 1.5)))
+    ax.imshow(weights, cmap="viridis", vmin=0, vmax=1, aspect="auto")
+    ax.set_xticks(range(n_src), src[:n_src], rotation=90)
+    ax.set_yticks(range(n_out), out[:n_out])
+    ax.set_xlabel("source")
+    ax.set_ylabel("output")
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(Seq2SeqTask()))
