@@ -146,6 +146,8 @@ def test_logits_float32_under_mixed_precision():
     model = _char_model()
     assert model(_ids()).dtype == "float32"
     assert all(w.dtype == "float32" for w in model.weights)
+    ids, _ = generate(build_step_model(model), np.array([[2, 5]], "int32"), 3, temperature=0.0)
+    assert np.asarray(ids).shape == (1, 3) and np.asarray(ids).min() >= 2
     music = build_music_language_model(len(QUARTER_BINS), 4, 8, 1)
     out = music(np.ones((1, 3, 3), "float32"))
     assert all(v.dtype == "float32" for v in out.values())
