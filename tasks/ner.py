@@ -1,0 +1,396 @@
+"""Named-entity recognition: tokens -> entity tags with a BiRNN-CRF (issue #5).
+
+    python -m tasks.ner train --data ../shared/data/conll2003 --epochs 20
+    python -m tasks.ner train --set crf=false --set char_encoder=cnn
+    python -m tasks.ner predict "Angela Merkel visited Paris on Monday ."
+    python -m tasks.ner export
+
+Data: a CoNLL directory/file, ``conll2003`` (TFDS, online) or ``synthetic`` (offline demo).
+Tags are converted to ``scheme`` (BIOES by default) for training and back to the corpus's own
+scheme for metrics (seqeval, strict) and serving. Serving takes raw sentences and tokenises
+them in the graph with :func:`pipelines.vocab.tokenize` (whitespace separates; every
+punctuation/symbol character is a token of its own: ``"U.S."`` -> ``U . S .``).
+Reads top-down: config -> features -> preprocessing -> metrics -> serving -> task.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import warnings
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from models.embeddings import format_coverage, load_word_vectors
+from models.tagger import CASING_CLASSES, build_tagger_model, decode_tags
+from pipelines import batching, sources
+from pipelines import tags as tagging
+from pipelines.vocab import CharVocabulary, LabelLookup, TokenVocabulary, tokenize
+from tasks.runner.cli import main
+from tasks.runner.config import TaskConfig
+from tasks.runner.task import Preprocessor, Task
+
+
+# ---- config -----------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class NerConfig(TaskConfig):
+    data: str = "synthetic"
+    scheme: str = "BIOES"          # internal tag scheme: BIOES|IOB2
+    crf: bool = True               # CRF head (Viterbi) or softmax head (argmax)
+    char_encoder: str = "lstm"     # lstm|cnn|none
+    char_dim: int = 25
+    char_units: int = 25
+    casing_dim: int = 8
+    embedding_dim: int = 100       # word embedding size (taken from the file with `embeddings`)
+    embeddings: str = ""           # GloVe/word2vec text file; "" = learn from scratch
+    max_tokens: int = 30000        # word vocabulary cap, reserved ids included
+    lowercase: bool = False        # lowercase words (characters and casing keep the case)
+    max_word_length: int = 25      # characters per token kept for the char encoder
+    units: int = 100
+    num_layers: int = 2
+    dropout: float = 0.5
+    epochs: int = 30
+    patience: int = 5
+
+
+# ---- features -----------------------------------------------------------------------------
+# (class id, RE2 full-match pattern), checked from the LAST to the first so earlier entries win.
+_CASING_RULES = (
+    (1, r"[\p{N}.,\-/:%]*\p{N}[\p{N}.,\-/:%]*"),                      # numeric: 3.5, 1,000, 2-1
+    (2, r"[^\p{Ll}\p{N}]*\p{Lu}[^\p{Ll}\p{N}]*"),                     # upper: EU, U.S
+    (3, r"\p{Lu}[^\p{Lu}\p{N}]*\p{Ll}[^\p{Lu}\p{N}]*"),               # title: Paris
+    (4, r"[^\p{Lu}\p{N}]*\p{Ll}[^\p{Lu}\p{N}]*"),                     # lower: said
+    (5, r"[^\p{N}]*(\p{Lu}[^\p{N}]*\p{Ll}|\p{Ll}[^\p{N}]*\p{Lu})[^\p{N}]*"),  # mixed: iPhone
+    (6, r".*\p{N}.*"),                                                # has_digit: A380, 3rd
+    (7, r"[\p{P}\p{S}]+"),                                            # punct: , " $
+)
+assert CASING_CLASSES[1:8] == ("numeric", "upper", "title", "lower", "mixed", "has_digit",
+                               "punct"), "casing rules out of sync with models.tagger"
+
+
+def casing_ids(tokens):
+    """string ``[...]`` -> int32 ``[...]`` index into ``CASING_CLASSES``; "" (padding) -> 0,
+    tokens matching no rule (e.g. caseless scripts) -> ``other``."""
+    tokens = tf.convert_to_tensor(tokens, tf.string)
+    ids = tf.fill(tf.shape(tokens), len(CASING_CLASSES) - 1)
+    for class_id, pattern in reversed(_CASING_RULES):
+        ids = tf.where(tf.strings.regex_full_match(tokens, pattern), class_id, ids)
+    return tf.where(tf.equal(tokens, ""), 0, ids)
+
+
+def convert_tags_graph(tags, source: str, target: str):
+    """In-graph scheme conversion of tag strings ``[B, T]`` (padding "") for serving.
+
+    Goes through IOB2: BIOES -> IOB2 (S->B, E->I), then IOB2 -> IOB1 (B-X stays B only right
+    after an X token) or -> BIOES (B/I become S/E where the entity does not continue)."""
+    if source == "BIOES":
+        tags = tf.strings.regex_replace(tf.strings.regex_replace(tags, "^S-", "B-"), "^E-", "I-")
+    if target == "IOB2":
+        return tags
+    prefix = tf.strings.substr(tags, 0, 1)
+    kind = tf.strings.regex_replace(tags, "^[BI]-", "")
+    is_entity = tf.logical_or(tf.equal(prefix, "B"), tf.equal(prefix, "I"))
+    blank = tf.fill(tf.stack([tf.shape(tags)[0], 1]), "")
+    if target == "IOB1":
+        prev_kind = tf.concat([blank, kind[:, :-1]], axis=1)
+        return tf.where(tf.equal(prefix, "B") & tf.not_equal(prev_kind, kind), "I-" + kind, tags)
+    next_prefix = tf.concat([prefix[:, 1:], blank], axis=1)
+    next_kind = tf.concat([kind[:, 1:], blank], axis=1)
+    ends = is_entity & ~(tf.equal(next_prefix, "I") & tf.equal(next_kind, kind))
+    single = ends & tf.equal(prefix, "B")
+    return tf.where(single, "S-" + kind, tf.where(ends & ~single, "E-" + kind, tags))
+
+
+# ---- preprocessing ------------------------------------------------------------------------
+class NerPreprocessor(Preprocessor):
+    """Word and character vocabularies (training split), tag names, schemes."""
+
+    def __init__(self, words, chars, labels, scheme, input_scheme, max_word_length):
+        self.words, self.chars, self.labels = words, chars, labels
+        self.scheme, self.input_scheme = scheme, input_scheme
+        self.max_word_length = int(max_word_length)
+
+    @property
+    def tag_names(self) -> list[str]:
+        return self.labels.get_vocabulary()
+
+    def save(self, assets_dir):
+        self.words.save(assets_dir, "words")
+        self.chars.save(assets_dir, "chars")
+        self.labels.save(assets_dir, "tags")
+        with open(os.path.join(assets_dir, "ner.json"), "w", encoding="utf-8") as f:
+            json.dump({"scheme": self.scheme, "input_scheme": self.input_scheme,
+                       "max_word_length": self.max_word_length}, f)
+
+    @classmethod
+    def load(cls, assets_dir, config=None):
+        with open(os.path.join(assets_dir, "ner.json"), encoding="utf-8") as f:
+            meta = json.load(f)
+        return cls(TokenVocabulary.load(assets_dir, "words"),
+                   CharVocabulary.load(assets_dir, "chars"), LabelLookup.load(assets_dir, "tags"),
+                   meta["scheme"], meta["input_scheme"], meta["max_word_length"])
+
+    def features(self, tokens):
+        """string tokens ``[..., T]`` ("" = padding) -> the tagger's input dict."""
+        chars = self.chars.token_chars(tokens)[..., : self.max_word_length]
+        return {"word_ids": self.words(tokens), "char_ids": chars,
+                "casing_ids": casing_ids(tokens)}
+
+
+def _predict_fn(model):
+    """tf.function: features -> tag ids [B, T] (Viterbi or argmax; 0 at padding)."""
+    @tf.function(reduce_retracing=True)
+    def predict(features):
+        return decode_tags(model, model(features, training=False),
+                           tf.not_equal(features["word_ids"], 0))
+    return predict
+
+
+# ---- metrics ------------------------------------------------------------------------------
+@keras.saving.register_keras_serializable(package="recurrent_suite")
+class TagF1(keras.metrics.Metric):
+    """Token-level micro F1 over entity tags (every tag but ``outside_id``), from the argmax of
+    the model output on unmasked positions. A cheap, head-independent proxy of entity F1 for
+    checkpoint selection and tuning (the real entity-level F1 comes from ``evaluate``)."""
+
+    def __init__(self, outside_id=0, name="tag_f1", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.outside_id = int(outside_id)
+        self.counts = self.add_variable(shape=(3,), initializer="zeros", name="counts")
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        ops = keras.ops
+        pred = ops.argmax(y_pred, axis=-1)
+        true = ops.reshape(ops.cast(y_true, pred.dtype), ops.shape(pred))
+        # CRFModel passes the mask as sample_weight; a softmax output carries Keras' mask.
+        mask = getattr(y_pred, "_keras_mask", None) if sample_weight is None else sample_weight
+        m = ops.ones_like(pred, "float32") if mask is None else ops.cast(mask, "float32")
+        m = ops.broadcast_to(m if len(m.shape) == 2 else m[:, None], ops.shape(pred))
+        true_ent = ops.cast(true != self.outside_id, "float32") * m
+        pred_ent = ops.cast(pred != self.outside_id, "float32") * m
+        hit = ops.cast(pred == true, "float32") * true_ent
+        self.counts.assign_add(ops.stack([ops.sum(hit), ops.sum(pred_ent), ops.sum(true_ent)]))
+
+    def result(self):
+        return 2.0 * self.counts[0] / keras.ops.maximum(self.counts[1] + self.counts[2], 1.0)
+
+    def reset_state(self):
+        self.counts.assign(keras.ops.zeros((3,)))
+
+    def get_config(self):
+        return {**super().get_config(), "outside_id": self.outside_id}
+
+
+def entity_metrics(gold: list[list[str]], pred: list[list[str]], scheme: str) -> dict:
+    """seqeval strict entity P/R/F1 (micro) + per type, and token accuracy. Tags in ``scheme``."""
+    from seqeval.metrics import classification_report
+    from seqeval.scheme import IOB1, IOB2, IOBES
+
+    scheme_class = {"IOB1": IOB1, "IOB2": IOB2, "BIOES": IOBES}[scheme]
+    report = classification_report(gold, pred, mode="strict", scheme=scheme_class,
+                                   output_dict=True, zero_division=0)
+    micro = report.pop("micro avg")
+    per_type = {k: {"precision": float(v["precision"]), "recall": float(v["recall"]),
+                    "f1": float(v["f1-score"]), "support": int(v["support"])}
+                for k, v in report.items() if not k.endswith(" avg")}
+    tokens = sum(len(s) for s in gold)
+    correct = sum(g == p for gs, ps in zip(gold, pred) for g, p in zip(gs, ps))
+    return {"f1": float(micro["f1-score"]), "precision": float(micro["precision"]),
+            "recall": float(micro["recall"]), "token_accuracy": correct / max(tokens, 1),
+            "entities": int(micro["support"]), "examples": len(gold), "per_type": per_type}
+
+
+# ---- serving ------------------------------------------------------------------------------
+class NerServing(tf.Module):
+    """``serving_default(text: string [batch])`` -> ``tokens`` string [batch, T], ``tags``
+    string [batch, T] (the corpus's scheme; "" at padding), ``lengths`` int32 [batch]."""
+
+    def __init__(self, model, preprocessor: NerPreprocessor):
+        super().__init__()
+        self.model = model
+        self.words, self.chars, self.labels = (preprocessor.words, preprocessor.chars,
+                                               preprocessor.labels)
+        self.preprocessor = preprocessor
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
+    def serving_default(self, text):
+        ragged = tokenize(text)
+        lengths = tf.cast(ragged.row_lengths(), tf.int32)
+        tokens = ragged.to_tensor("")
+        # One column at least: an all-empty batch still has a (fully masked) timestep.
+        tokens = tf.pad(tokens, [[0, 0], [0, tf.maximum(0, 1 - tf.shape(tokens)[1])]])
+        features = self.preprocessor.features(tokens)
+        ids = decode_tags(self.model, self.model(features, training=False),
+                          tf.not_equal(features["word_ids"], 0))
+        tags = self.labels.decode(ids)
+        tags = tf.where(tf.equal(tokens, ""), "", tags)
+        tags = convert_tags_graph(tags, self.preprocessor.scheme,
+                                  self.preprocessor.input_scheme)
+        return {"tokens": tokens, "tags": tags, "lengths": lengths}
+
+
+def spans_with_offsets(sentence: str, tokens: list[str], tags: list[str]) -> list[dict]:
+    """Entity spans as ``{"text", "type", "start", "end"}`` with character offsets into
+    ``sentence`` (tokens are substrings of it, found left to right)."""
+    offsets, pos = [], 0
+    for token in tokens:
+        start = sentence.find(token, pos)
+        start = pos if start < 0 else start
+        offsets.append((start, start + len(token)))
+        pos = start + len(token)
+    scheme = "BIOES" if any(t[:2] in ("S-", "E-") for t in tags) else "IOB2"
+    with warnings.catch_warnings():  # IOB1 / stray I- tags read the conlleval way, quietly
+        warnings.simplefilter("ignore")
+        spans = tagging.to_spans(tags, scheme, repair=True)
+    out = []
+    for kind, first, last in spans:
+        start, end = offsets[first][0], offsets[last - 1][1]
+        out.append({"text": sentence[start:end], "type": kind, "start": start, "end": end})
+    return out
+
+
+def highlight(sentence: str, spans: list[dict]) -> str:
+    """``"[Angela Merkel|PER] visited [Paris|LOC] ."``"""
+    out, pos = [], 0
+    for span in spans:
+        out += [sentence[pos:span["start"]], f"[{span['text']}|{span['type']}]"]
+        pos = span["end"]
+    return "".join(out + [sentence[pos:]])
+
+
+# ---- the task -------------------------------------------------------------------------------
+class NerTask(Task):
+    """NER with word + char + casing features, a stacked BiRNN and a CRF (or softmax)."""
+
+    name = "ner"
+    config_class = NerConfig
+    monitor = "tag_f1"
+    monitor_mode = "max"
+    demo_overrides = {"max_examples": 400, "epochs": 3, "embedding_dim": 32, "units": 32,
+                      "num_layers": 1, "char_encoder": "cnn", "char_units": 16, "dropout": 0.2,
+                      "learning_rate": 3e-3}
+    demo_inputs = {"text": ["Angela Merkel met Emmanuel Macron in Paris on Monday .",
+                            "Shares of Siemens rose 3 percent in Frankfurt ."]}
+
+    def load_splits(self, config):
+        return sources.load("ner", config.data or "synthetic", seed=config.seed,
+                            max_examples=config.max_examples, scheme=config.scheme)
+
+    def fit_preprocessor(self, config, splits):
+        tokens = splits.train.map(lambda e: e["tokens"])
+        words = TokenVocabulary(max_tokens=config.max_tokens, lowercase=config.lowercase)
+        chars = CharVocabulary(add_start_end=False)
+        words.adapt(tokens)
+        chars.adapt(tokens)
+        info = splits.info
+        return NerPreprocessor(words, chars, LabelLookup(info["tag_names"]),
+                               info.get("target_scheme", config.scheme), info["scheme"],
+                               config.max_word_length)
+
+    def load_preprocessor(self, config, assets_dir):
+        return NerPreprocessor.load(assets_dir, config)
+
+    def make_dataset(self, config, preprocessor, split, training):
+        def encode(e):
+            return preprocessor.features(e["tokens"]), preprocessor.labels(e["tags"])
+
+        ds = (split.filter(lambda e: tf.size(e["tokens"]) > 0)
+              .map(encode, num_parallel_calls=tf.data.AUTOTUNE).cache())
+        if training:
+            ds = ds.shuffle(10000, seed=config.seed, reshuffle_each_iteration=True)
+        ds, _ = batching.bucket_batch(ds, config.batch_size,
+                                      length_fn=lambda x, y: tf.shape(y)[0])
+        return ds.prefetch(tf.data.AUTOTUNE)
+
+    def build_model(self, config, preprocessor):
+        matrix, word_dim = None, config.embedding_dim
+        if config.embeddings:
+            matrix, report = load_word_vectors(config.embeddings,
+                                               preprocessor.words.get_vocabulary())
+            print(format_coverage(report))
+            word_dim = matrix.shape[1]
+        return build_tagger_model(
+            preprocessor.words.vocabulary_size, preprocessor.chars.vocabulary_size,
+            len(preprocessor.tag_names), word_dim=word_dim, char_dim=config.char_dim,
+            char_encoder=config.char_encoder, char_units=config.char_units,
+            casing_dim=config.casing_dim, cell=config.cell, units=config.units,
+            num_layers=config.num_layers, dropout=config.dropout,
+            recurrent_dropout=config.recurrent_dropout, crf=config.crf,
+            tag_names=preprocessor.tag_names, scheme=preprocessor.scheme,
+            pretrained_embeddings=matrix)
+
+    def compile_kwargs(self, config):
+        metrics = [TagF1(outside_id=0), keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
+        # The CRF model computes its negative log-likelihood itself (models.crf.CRFModel).
+        loss = None if config.crf else "sparse_categorical_crossentropy"
+        return {"loss": loss, "metrics": metrics}
+
+    def predict_tags(self, model, preprocessor, split, config):
+        """(gold, predicted) tag-string sequences in the corpus's scheme, one per sentence."""
+        predict, names = _predict_fn(model), np.array(preprocessor.tag_names)
+        gold, pred = [], []
+        for features, tags in self.make_dataset(config, preprocessor, split, training=False):
+            lengths = np.sum(features["word_ids"].numpy() != 0, axis=1)
+            ids = predict(features).numpy()
+            for n, g, p in zip(lengths, tags.numpy(), ids):
+                gold.append(list(names[g[:n]]))
+                pred.append(list(names[p[:n]]))
+        source, target = preprocessor.scheme, preprocessor.input_scheme
+        with warnings.catch_warnings():  # softmax outputs may hold invalid sequences
+            warnings.simplefilter("ignore")
+            pred = [tagging.convert(p, source, target, repair=True) for p in pred]
+        gold = [tagging.convert(g, source, target) for g in gold]
+        return gold, pred
+
+    def evaluate(self, config, model, preprocessor, split, plots_dir=None):
+        gold, pred = self.predict_tags(model, preprocessor, split, config)
+        return {**entity_metrics(gold, pred, preprocessor.input_scheme),
+                "scheme": preprocessor.input_scheme}
+
+    def print_metrics(self, metrics):
+        print(f"  entity F1 {metrics['f1']:.4f}  precision {metrics['precision']:.4f}  "
+              f"recall {metrics['recall']:.4f}  token accuracy {metrics['token_accuracy']:.4f}"
+              f"  ({metrics['entities']} entities, {metrics['examples']} sentences, seqeval "
+              f"strict, {metrics.get('scheme', '')})")
+        print(f"  {'type':<8}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>9}")
+        for kind, row in sorted(metrics.get("per_type", {}).items()):
+            print(f"  {kind:<8}{row['precision']:>10.4f}{row['recall']:>10.4f}"
+                  f"{row['f1']:>10.4f}{row['support']:>9}")
+
+    def serving_module(self, config, model, preprocessor):
+        return NerServing(model, preprocessor)
+
+    def warmup_inputs(self, config):
+        return {"text": np.array(self.demo_inputs["text"], dtype=object)}
+
+    def show_predictions(self, config, args, inputs, outputs):
+        texts = [t.decode("utf-8") for t in np.asarray(inputs["text"].numpy()).tolist()]
+        results = []
+        for i, text in enumerate(texts):
+            n = int(outputs["lengths"].numpy()[i])
+            tokens = [t.decode("utf-8") for t in outputs["tokens"].numpy()[i, :n]]
+            tags = [t.decode("utf-8") for t in outputs["tags"].numpy()[i, :n]]
+            spans = spans_with_offsets(text, tokens, tags)
+            results.append({"text": text, "tokens": tokens, "tags": tags, "entities": spans})
+            if not args.json:
+                print(highlight(text, spans))
+                for span in spans:
+                    print("  " + json.dumps(span, ensure_ascii=False))
+        return results
+
+    def search_space(self, hp):
+        return {
+            "crf": hp.Boolean("crf", default=True),
+            "char_encoder": hp.Choice("char_encoder", ["lstm", "cnn"]),
+            "cell": hp.Choice("cell", ["lstm", "peephole_lstm", "gru"]),
+            "units": hp.Choice("units", [64, 100, 200]),
+            "dropout": hp.Float("dropout", 0.2, 0.5, step=0.1),
+            "learning_rate": hp.Float("learning_rate", 5e-4, 5e-3, sampling="log"),
+        }
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(NerTask()))

@@ -1,0 +1,175 @@
+"""NER task on tiny CoNLL fixtures: reader -> pipeline -> BiRNN-CRF -> Viterbi -> seqeval,
+overfitting 20 sentences to entity F1 1.0, CLI evaluate/predict, export + fresh-process serving.
+"""
+
+import argparse
+import importlib.util
+import json
+import os
+import shutil
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from models.crf import CRFModel
+from models.tagger import CASING_CLASSES
+from pipelines import tags as tagging
+from tasks import ner
+from tasks.runner import cli, training
+from tasks.runner import config as config_lib
+from tasks.runner import export as export_lib
+
+FIXTURE = os.path.join(os.path.dirname(__file__), "..", "fixtures", "ner", "tiny_conll")
+# F1 1.0 on the training sentences after ~7 epochs; early stopping ends the run 3 later.
+TINY = {"embedding_dim": 16, "units": 32, "num_layers": 1, "char_encoder": "cnn",
+        "char_units": 8, "char_dim": 8, "casing_dim": 4, "dropout": 0.0, "batch_size": 8,
+        "learning_rate": 0.03, "epochs": 16, "patience": 3, "mixed_precision": "off"}
+SENTENCE = "Angela Merkel met Emmanuel Macron in Paris on Monday ."
+
+
+@pytest.fixture(scope="module")
+def task():
+    return ner.NerTask()
+
+
+@pytest.fixture(scope="module")
+def overfit_data(tmp_path_factory):
+    """The 20 training sentences also serve as validation: selection then measures overfit."""
+    root = tmp_path_factory.mktemp("ner_data")
+    shutil.copy(os.path.join(FIXTURE, "train.txt"), root / "train.txt")
+    shutil.copy(os.path.join(FIXTURE, "train.txt"), root / "valid.txt")
+    shutil.copy(os.path.join(FIXTURE, "test.txt"), root / "test.txt")
+    return str(root)
+
+
+def tiny_config(data, **changes):
+    return config_lib.override(ner.NerConfig(), {**TINY, "data": data, **changes})
+
+
+@pytest.fixture(scope="module")
+def trained(task, overfit_data, tmp_path_factory):
+    run_dir = str(tmp_path_factory.mktemp("run") / "ner")
+    metrics = training.train(task, tiny_config(overfit_data), run_dir, verbose=0)
+    return run_dir, metrics
+
+
+def test_casing_classes_in_graph():
+    tokens = ["", "3.5", "1,000", "EU", "U.S", "Paris", "said", "iPhone", "A380", ",", "中国"]
+    want = ["<pad>", "numeric", "numeric", "upper", "upper", "title", "lower", "mixed",
+            "has_digit", "punct", "other"]
+    got = ner.casing_ids(tf.constant([tokens])).numpy()[0]
+    assert [CASING_CLASSES[i] for i in got] == want
+
+
+@pytest.mark.parametrize("target", ["IOB1", "IOB2", "BIOES"])
+def test_in_graph_tag_conversion_matches_pipelines_tags(target):
+    sequences = [["B-PER", "I-PER", "O", "B-LOC"], ["B-ORG", "B-ORG", "I-ORG", "O"],
+                 ["O", "O", "O", "O"], ["B-MISC", "I-MISC", "I-MISC", "B-PER"]]
+    for source in ("IOB2", "BIOES"):
+        rows = [tagging.convert(s, "IOB2", source) + [""] for s in sequences]  # padded column
+        got = ner.convert_tags_graph(tf.constant(rows), source, target).numpy().astype(str)
+        for row, seq in zip(got.tolist(), sequences):
+            assert row[:-1] == tagging.convert(seq, "IOB2", target), (source, target, seq)
+            assert row[-1] == ""
+
+
+def test_spans_with_character_offsets_and_highlight():
+    sentence = "Angela  Merkel visited the U.S. today."
+    tokens = ["Angela", "Merkel", "visited", "the", "U", ".", "S", ".", "today", "."]
+    tags = ["B-PER", "E-PER", "O", "O", "B-LOC", "I-LOC", "I-LOC", "E-LOC", "O", "O"]
+    spans = ner.spans_with_offsets(sentence, tokens, tags)
+    assert spans == [{"text": "Angela  Merkel", "type": "PER", "start": 0, "end": 14},
+                     {"text": "U.S.", "type": "LOC", "start": 27, "end": 31}]
+    assert ner.highlight(sentence, spans) == "[Angela  Merkel|PER] visited the [U.S.|LOC] today."
+
+
+def test_reader_to_batched_features(task):
+    config = tiny_config(FIXTURE, scheme="BIOES")
+    splits = task.load_splits(config)
+    assert splits.info["scheme"] == "IOB2" and splits.info["examples"]["train"] == 20
+    prep = task.fit_preprocessor(config, splits)
+    assert prep.tag_names[0] == "O" and "S-LOC" in prep.tag_names and prep.input_scheme == "IOB2"
+    padded = 0
+    for x, y in task.make_dataset(config, prep, splits.train, training=False):
+        word_ids, char_ids, casing = (x[k].numpy() for k in ("word_ids", "char_ids",
+                                                             "casing_ids"))
+        assert char_ids.shape[:2] == word_ids.shape == casing.shape == y.shape
+        pad = word_ids == 0
+        padded += pad.sum()
+        assert not casing[pad].any() and not char_ids[pad].any() and not y.numpy()[pad].any()
+        assert (casing[~pad] > 0).all() and (char_ids[~pad][:, 0] > 0).all()
+    assert padded > 0, "sentences of different lengths share batches"
+
+
+def test_training_overfits_twenty_sentences_to_f1_one(trained):
+    run_dir, metrics = trained
+    assert metrics["f1"] == 1.0 and metrics["token_accuracy"] == 1.0, metrics
+    assert metrics["examples"] == 20 and metrics["scheme"] == "IOB2"
+    assert set(metrics["per_type"]) == {"PER", "ORG", "LOC", "MISC"}
+    model = keras.saving.load_model(os.path.join(run_dir, "model.keras"), compile=False)
+    assert isinstance(model, CRFModel)
+    history = json.load(open(os.path.join(run_dir, "history.json"), encoding="utf-8"))
+    assert history[-1]["loss"] < 0.1 * history[0]["loss"]
+
+
+def test_cli_evaluate_prints_table_and_json_last(trained, capsys):
+    run_dir, _ = trained
+    assert cli.main(ner.NerTask(), ["evaluate", "--model", run_dir, "--split", "test"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    metrics = json.loads(out[-1])
+    assert {"f1", "precision", "recall", "token_accuracy", "examples"} <= set(metrics)
+    assert metrics["examples"] == 3 and 0.0 <= metrics["f1"] <= 1.0
+    assert any(line.split()[:1] == ["LOC"] for line in out), "per-type table printed"
+
+
+def test_export_serves_raw_sentences_in_a_fresh_process(task, trained, tmp_path, capsys):
+    run_dir, _ = trained
+    # export() saves, then validates the warm-up sentences in a fresh interpreter that cannot
+    # import this project, against the in-memory answers.
+    target = export_lib.export(task, run_dir, str(tmp_path / "export"))
+    if importlib.util.find_spec("tensorflow_serving") is not None:
+        assert os.path.exists(os.path.join(target, export_lib.WARMUP_FILE))
+    serve = export_lib.load_serving_function(target)
+    out = serve(text=tf.constant([SENTENCE, "", "Siemens shares rose 3 percent in Frankfurt ."]))
+    assert set(out) == {"tokens", "tags", "lengths"}
+    assert out["tokens"].dtype == tf.string and out["lengths"].dtype == tf.int32
+    assert out["lengths"].numpy().tolist() == [10, 0, 8]
+    tags = out["tags"].numpy().astype(str)
+    assert tags[0].tolist() == ["B-PER", "I-PER", "O", "B-PER", "I-PER", "O", "B-LOC", "O",
+                                "O", "O"]  # a training sentence, in the corpus's IOB2
+    assert tags[1].tolist() == [""] * 10 and tags[2, 8:].tolist() == ["", ""]
+    # What `predict --json` prints for an export (the runner feeds show_predictions this way).
+    inputs = {"text": tf.constant([SENTENCE])}
+    args = argparse.Namespace(json=True)
+    result = task.show_predictions(ner.NerConfig(), args, inputs, serve(**inputs))[0]
+    assert capsys.readouterr().out == "", "--json: the runner prints the dicts, not the task"
+    assert result["entities"][0] == {"text": "Angela Merkel", "type": "PER", "start": 0,
+                                     "end": 13}
+    assert [e["type"] for e in result["entities"]] == ["PER", "PER", "LOC"]
+
+
+def test_softmax_head_and_search_space(task):
+    import keras_tuner as kt
+
+    config = tiny_config(FIXTURE, crf=False)
+    splits = task.load_splits(config)
+    prep = task.fit_preprocessor(config, splits)
+    model = task.build_model(config, prep)
+    assert not isinstance(model, CRFModel)
+    assert task.compile_kwargs(config)["loss"] == "sparse_categorical_crossentropy"
+    assert task.compile_kwargs(tiny_config(FIXTURE))["loss"] is None
+    space = task.search_space(kt.HyperParameters())
+    assert {"crf", "char_encoder", "cell"} <= set(space)
+    assert config_lib.override(config, space).crf is True  # the defaults form a valid config
+
+
+@pytest.mark.slow
+def test_tune_two_trials(task, overfit_data, tmp_path):
+    from tasks.runner import tuning
+
+    result = tuning.tune(task, tiny_config(overfit_data, epochs=1), str(tmp_path / "tune"),
+                         max_trials=2, verbose=0)
+    assert {"crf", "char_encoder", "cell"} <= set(result["hparams"])
+    assert np.isfinite(result["score"])
