@@ -120,8 +120,14 @@ class Seq2SeqPreprocessor(Preprocessor):
         return tf.cast(vocab(texts, ragged=True), tf.int32)
 
     def decode(self, ids):
-        """int [batch, time] -> string [batch]: stops at END, drops padding."""
-        return self.target_vocab.decode(ids)
+        """int [batch, time] -> string [batch]: stops at END, drops padding; words are joined
+        by spaces, then the spaces the tokenizer put around punctuation are taken out again."""
+        text = self.target_vocab.decode(ids)
+        if self.unit == "word":
+            text = tf.strings.regex_replace(text, r" ([.,!?;:%)\]}»…])", r"\1")
+            text = tf.strings.regex_replace(text, r"([¿¡(\[{«]) ", r"\1")
+            text = tf.strings.regex_replace(text, r" ?(['’]) ?", r"\1")
+        return text
 
 
 def max_decode_length(config, preprocessor) -> int:

@@ -118,6 +118,10 @@ def test_locales_override_and_pairs_data(task):
     assert np.all(ends == 1)
     words = pre.decode(labels).numpy()
     assert all(w.decode("utf-8") == w.decode("utf-8").lower() for w in words)
+    # Word-level decoding puts punctuation back in place: training targets round-trip.
+    targets = [e["target"] for e in splits.train.as_numpy_iterator()]
+    round_trip = pre.decode(pre.target_ids(tf.constant(targets)).to_tensor(0)).numpy()
+    assert [t.decode("utf-8") for t in round_trip] == [t.decode("utf-8") for t in targets]
 
 
 def test_sequence_metrics():
