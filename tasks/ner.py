@@ -355,9 +355,11 @@ class NerTask(Task):
               f"recall {metrics['recall']:.4f}  token accuracy {metrics['token_accuracy']:.4f}"
               f"  ({metrics['entities']} entities, {metrics['examples']} sentences, seqeval "
               f"strict, {metrics.get('scheme', '')})")
-        print(f"  {'type':<8}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>9}")
-        for kind, row in sorted(metrics.get("per_type", {}).items()):
-            print(f"  {kind:<8}{row['precision']:>10.4f}{row['recall']:>10.4f}"
+        rows = sorted(metrics.get("per_type", {}).items())
+        width = max([8] + [len(kind) + 2 for kind, _ in rows])
+        print(f"  {'type':<{width}}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>9}")
+        for kind, row in rows:
+            print(f"  {kind:<{width}}{row['precision']:>10.4f}{row['recall']:>10.4f}"
                   f"{row['f1']:>10.4f}{row['support']:>9}")
 
     def serving_module(self, config, model, preprocessor):

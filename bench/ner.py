@@ -1,0 +1,139 @@
+"""NER benchmark: CoNLL-2003 valid entity F1 for the CRF and softmax heads, WNUT-17 test F1.
+
+    python bench/ner.py --minutes 30 [--max-examples 0] [--epochs 30] [--set key=value ...]
+                        [--heads crf,softmax] [--no-wnut] [--data-dir ../shared/data]
+
+Each head trains on ``conll2003/train.txt`` through the shared runner (best checkpoint chosen
+on ``valid.txt`` by the validation tag F1, early stopping), and reports the seqeval strict
+entity F1 of that checkpoint on valid. WNUT-17 (``wnut17/``: train, dev for selection, test
+annotated) trains the CRF head and reports test F1. No external embeddings unless ``--set
+embeddings=PATH``.
+
+``--minutes`` is the wall-clock budget for everything: it is split into training budgets
+(CRF 40%, softmax 25%, WNUT 20%; the rest is data loading and evaluation), and training
+stops at the first batch past its budget (the epoch then ends with validation, so the best
+checkpoint so far is evaluated). Scores therefore depend on the machine's load: the JSON line
+reports epochs (fractional) and seconds next to each score.
+
+The last stdout line is one JSON object: ``valid_f1_crf``, ``valid_f1_softmax``,
+``wnut17_test_f1`` (percent), ``epochs_*``, ``train_seconds_*``, ``minutes_budget``,
+``wall_seconds``, ``cpu_count``, ``config``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+import keras  # noqa: E402
+
+from tasks import ner  # noqa: E402
+from tasks.runner import config as config_lib  # noqa: E402
+from tasks.runner import run_dir as rd  # noqa: E402
+from tasks.runner import training  # noqa: E402
+
+SHARES = {"crf": 0.40, "softmax": 0.25, "wnut": 0.20}
+
+
+class TimeBudget(keras.callbacks.Callback):
+    """Stops training at the first batch end after ``seconds``; counts (fractional) epochs."""
+
+    def __init__(self, seconds: float):
+        super().__init__()
+        self.seconds, self.batches, self.epochs, self.steps_per_epoch = seconds, 0, 0, None
+
+    def on_train_begin(self, logs=None):
+        self.start = time.time()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.batches += 1
+        if time.time() - self.start > self.seconds:
+            self.model.stop_training = True
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epochs += 1
+        if self.steps_per_epoch is None:  # the first epoch is complete unless the budget hit
+            self.steps_per_epoch = self.batches
+
+    def epochs_run(self) -> float:
+        if not self.steps_per_epoch:
+            return float(self.epochs)
+        return round(self.batches / self.steps_per_epoch, 2)
+
+
+def run(task, config, run_dir: str, seconds: float, test: bool = False) -> dict:
+    budget = TimeBudget(seconds)
+    start = time.time()
+    metrics = training.train(task, config, run_dir, verbose=0, extra_callbacks=[budget])
+    task.print_metrics(metrics)
+    out = {"valid_f1": 100 * metrics["f1"], "epochs": budget.epochs_run(),
+           "train_seconds": round(time.time() - start, 1)}
+    if test:
+        config, preprocessor, model = rd.load_run(task, run_dir)
+        split = task.load_splits(config).test
+        out["test_f1"] = 100 * task.evaluate(config, model, preprocessor, split)["f1"]
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=30.0, help="total wall-clock budget")
+    parser.add_argument("--epochs", type=int, default=30, help="upper bound on epochs")
+    parser.add_argument("--max-examples", type=int, default=0, help="cap train (0 = all)")
+    parser.add_argument("--heads", default="crf,softmax", help="comma list of crf, softmax")
+    parser.add_argument("--no-wnut", action="store_true", help="skip WNUT-17")
+    parser.add_argument("--data-dir", default=os.path.join(
+        os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data"))
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="NerConfig override for every run")
+    parser.add_argument("--output", default=None, help="keep run dirs here (default: temp)")
+    args = parser.parse_args()
+    if args.minutes <= 0:
+        parser.error(f"--minutes must be > 0, got {args.minutes}")
+    heads = [h for h in args.heads.split(",") if h]
+    if not heads or any(h not in ("crf", "softmax") for h in heads):
+        parser.error(f"--heads must list crf and/or softmax, got {args.heads!r}")
+    conll = os.path.join(args.data_dir, "conll2003")
+    if not os.path.isdir(conll):
+        parser.error(f"CoNLL-2003 not found at {conll} (pass --data-dir)")
+
+    wall = time.time()
+    task = ner.NerTask()
+    base = config_lib.override(ner.NerConfig(), {
+        "epochs": args.epochs, "max_examples": args.max_examples,
+        **config_lib.parse_set_arguments(args.set)}, origin="bench")
+    work = args.output or tempfile.mkdtemp(prefix="bench-ner-")
+    budget = args.minutes * 60
+    result: dict = {"minutes_budget": args.minutes, "cpu_count": os.cpu_count(),
+                    "max_examples": args.max_examples, "config": dataclasses.asdict(base)}
+    for head in heads:
+        config = config_lib.override(base, {"data": conll, "crf": head == "crf"})
+        print(f"== CoNLL-2003, {head} head, budget {SHARES[head] * budget / 60:.1f} min",
+              flush=True)
+        out = run(task, config, os.path.join(work, f"conll_{head}"), SHARES[head] * budget)
+        result.update({f"valid_f1_{head}": round(out["valid_f1"], 2),
+                       f"epochs_{head}": out["epochs"],
+                       f"train_seconds_{head}": out["train_seconds"]})
+        print(json.dumps(out), flush=True)
+    wnut = os.path.join(args.data_dir, "wnut17")
+    if not args.no_wnut and os.path.isdir(wnut):
+        print(f"== WNUT-17, crf head, budget {SHARES['wnut'] * budget / 60:.1f} min", flush=True)
+        config = config_lib.override(base, {"data": wnut, "crf": True})
+        out = run(task, config, os.path.join(work, "wnut17_crf"), SHARES["wnut"] * budget,
+                  test=True)
+        result.update({"wnut17_test_f1": round(out["test_f1"], 2),
+                       "wnut17_dev_f1": round(out["valid_f1"], 2), "epochs_wnut17": out["epochs"],
+                       "train_seconds_wnut17": out["train_seconds"]})
+    result["wall_seconds"] = round(time.time() - wall, 1)
+    print(json.dumps(result, sort_keys=True))
+
+
+if __name__ == "__main__":
+    main()
