@@ -10,7 +10,7 @@ import pytest
 from models.crf import CRF, CRFModel
 from models.embeddings import format_coverage, load_word_vectors
 from models.tagger import CASING_CLASSES, CharEncoder, build_tagger_model, decode_tags
-from tests.testing import assert_allclose, run_layer_test
+from tests.testing import assert_allclose, mixed_precision_policy, run_layer_test
 
 CHAR_IDS = np.array([[[3, 4, 5, 0], [6, 0, 0, 0], [0, 0, 0, 0]],
                      [[7, 8, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]]], "int32")  # [B=2, T=3, C=4]
@@ -187,3 +187,21 @@ def test_load_word_vectors_errors_name_the_problem(tmp_path):
     bad.write_text("a 1 2 3\nb 1 2\n", encoding="utf-8")
     with pytest.raises(ValueError, match=r"bad.txt:2"):
         load_word_vectors(str(bad), ["a", "b"])
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_tagger_under_mixed_precision_keeps_float32_variables_and_outputs(policy):
+    x, y, names = _sentences(n=2)
+    with mixed_precision_policy(policy):
+        model = build_tagger_model(20, 12, 4, word_dim=8, char_dim=4, char_units=3, units=6,
+                                   num_layers=1, tag_names=names)
+        out = model(x)
+        assert keras.backend.standardize_dtype(out.dtype) == "float32"
+        floats = [w for w in model.weights if "float" in str(w.dtype)]
+        assert floats and all(keras.backend.standardize_dtype(w.dtype) == "float32"
+                              for w in floats)
+        assert model.get_layer("encoder").compute_dtype == policy.split("_")[1]
+        crf = model.get_layer("crf")
+        ll = crf.log_likelihood(out, y, x["word_ids"] != 0)
+        assert keras.backend.standardize_dtype(ll.dtype) == "float32"
+        assert np.isfinite(np.asarray(ll)).all()
