@@ -173,3 +173,17 @@ def test_tune_two_trials(task, overfit_data, tmp_path):
                          max_trials=2, verbose=0)
     assert {"crf", "char_encoder", "cell"} <= set(result["hparams"])
     assert np.isfinite(result["score"])
+
+
+def test_pretrained_vectors_by_path_fill_the_word_embedding(task, tmp_path, capsys):
+    vectors = tmp_path / "glove.txt"
+    vectors.write_text("paris 1 2 3 4\nmerkel 5 6 7 8\n", encoding="utf-8")
+    config = tiny_config(FIXTURE, embeddings=str(vectors))
+    prep = task.fit_preprocessor(config, task.load_splits(config))
+    model = task.build_model(config, prep)
+    assert "word vectors glove.txt (dim 4)" in capsys.readouterr().out  # coverage report
+    weights = model.get_layer("word_embedding").get_weights()[0]
+    vocab = prep.words.get_vocabulary()
+    assert weights.shape == (len(vocab), 4)  # the file's width wins over embedding_dim
+    np.testing.assert_array_equal(weights[vocab.index("Paris")], [1, 2, 3, 4])  # lowercase
+    np.testing.assert_array_equal(weights[vocab.index("Merkel")], [5, 6, 7, 8])
