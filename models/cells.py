@@ -190,26 +190,41 @@ class PeepholeLSTMCell(keras.layers.Layer):
         z = ops.matmul(x, kernel)
         return z if bias is None else z + bias
 
-    def recurrence(self, z_x, h, c, recurrent_kernel, peephole_kernel):
+    def recurrence(self, z_x, h, c, recurrent_kernel, peepholes):
         """One step given the projected input ``z_x`` [batch, 4 * units].
 
         ``h`` is the (possibly recurrent-dropped) previous output, ``c`` the previous cell
-        state, both [batch, units]. Returns ``(h_t, c_t)``.
+        state, both [batch, units]; ``peepholes`` is None or the rows ``(p_i, p_f, p_o)``,
+        each broadcastable to [batch, units]. Returns ``(h_t, c_t)``.
         """
         z = z_x + ops.matmul(h, recurrent_kernel)
         z_i, z_f, z_c, z_o = ops.split(z, 4, axis=-1)
-        if peephole_kernel is not None:
-            z_i = z_i + peephole_kernel[0] * c
-            z_f = z_f + peephole_kernel[1] * c
+        if peepholes is not None:
+            z_i = z_i + peepholes[0] * c
+            z_f = z_f + peepholes[1] * c
         i = self.recurrent_activation(z_i)
         f = self.recurrent_activation(z_f)
         c_new = f * c + i * self.activation(z_c)
         if self.cell_clip is not None:
             c_new = ops.clip(c_new, -self.cell_clip, self.cell_clip)
-        if peephole_kernel is not None:
-            z_o = z_o + peephole_kernel[2] * c_new
+        if peepholes is not None:
+            z_o = z_o + peepholes[2] * c_new
         o = self.recurrent_activation(z_o)
         return o * self.activation(c_new), c_new
+
+    def peephole_rows(self, peephole_kernel, like=None):
+        """``(p_i, p_f, p_o)`` from [3, units], or None without peepholes.
+
+        With ``like`` ([batch, units]) the rows are broadcast to its shape. Loops do this once
+        up front: per step, the peephole terms are then plain elementwise products whose
+        gradients need neither a slice nor a reduction over the batch.
+        """
+        if peephole_kernel is None:
+            return None
+        rows = (peephole_kernel[0], peephole_kernel[1], peephole_kernel[2])
+        if like is None:
+            return rows
+        return tuple(ops.broadcast_to(r, ops.shape(like)) for r in rows)
 
     def dropout_mask(self, like, rate):
         """A {0, 1/(1-rate)} mask shaped like ``like`` (inverted dropout)."""
@@ -217,13 +232,9 @@ class PeepholeLSTMCell(keras.layers.Layer):
 
     def call(self, inputs, states, training=False):
         h, c = states[0], states[1]
-        fast = self.fast_path
-        if fast is not None:
-            # Inside PeepholeLSTM's loop: `inputs` is already x @ W + b [batch, 4 * units].
-            h_in = h if fast.recurrent_keep is None else h * fast.recurrent_keep
-            h_new, c_new = self.recurrence(inputs, h_in, c, fast.recurrent_kernel,
-                                           fast.peephole_kernel)
-            return h_new, [h_new, c_new]
+        if self.fast_path is not None:
+            # Inside PeepholeLSTM's loop, which pre-processed `inputs` (see fast_path there).
+            return self.fast_path(inputs, h, c)
         kernel, recurrent_kernel, bias, peephole = self.cast_weights(self.compute_dtype)
         if training and self.dropout > 0:
             inputs = inputs * self.dropout_mask(inputs, self.dropout)
@@ -232,7 +243,8 @@ class PeepholeLSTMCell(keras.layers.Layer):
             h_in = h * self.dropout_mask(h, self.recurrent_dropout)
         z_x = self.project_inputs(inputs, kernel, bias)
         # The recurrent term must see the dropped h, but the peepholes and carry use raw c.
-        h_new, c_new = self.recurrence(z_x, h_in, c, recurrent_kernel, peephole)
+        h_new, c_new = self.recurrence(z_x, h_in, c, recurrent_kernel,
+                                       self.peephole_rows(peephole))
         return h_new, [h_new, c_new]
 
     def get_initial_state(self, batch_size=None):

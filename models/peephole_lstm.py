@@ -1,14 +1,21 @@
 """PeepholeLSTM: the sequence layer for :class:`models.cells.PeepholeLSTMCell`.
 
 Same API as ``keras.layers.LSTM`` (return_sequences, return_state, go_backwards, stateful,
-unroll, masking, initial_state), but the time loop is restructured for speed:
+unroll, masking, initial_state). The time loop picks one of three paths, all numerically
+equivalent (tests compare values and gradients):
 
-* the input projection ``x @ kernel + bias`` is one matmul over all timesteps, outside the
-  recurrence, so the loop body only does ``h @ recurrent_kernel`` plus elementwise gate math;
-* the loop is ``keras.ops.scan`` (a plain while loop that XLA compiles well), or a Python loop
-  when ``unroll=True``;
-* input dropout uses one mask per sequence (shared by all timesteps and gates, as the cuDNN
-  path of ``keras.layers.LSTM``) and recurrent dropout one mask on ``h`` per sequence.
+* **fused** (training, TensorFlow backend, default tanh/sigmoid activations, no unroll): the
+  input projection ``x @ kernel + bias`` is one GEMM over all timesteps; the recurrence runs
+  in ``keras.ops.scan`` with a hand-written backward pass whose weight gradients are single
+  GEMMs over all timesteps (:mod:`models.peephole_kernels`);
+* **chunked** (otherwise, no unroll): Keras' own RNN loop (a bounded while loop, XLA-friendly)
+  over chunks of ``time_chunk`` steps, each chunk projected by one GEMM and its steps
+  unrolled, so the loop does 10x fewer iterations;
+* **per step** (``unroll=True`` or ``time_chunk == 1``): Keras' loop over pre-projected
+  inputs.
+
+Input dropout uses one mask per sequence (shared by all timesteps and gates, like the cuDNN
+path of ``keras.layers.LSTM``) and recurrent dropout one mask on ``h`` per sequence.
 """
 
 from __future__ import annotations
@@ -17,18 +24,56 @@ import keras
 from keras import ops
 
 from models.cells import CELL_ARGS, PACKAGE, PeepholeLSTMCell
+from models.peephole_kernels import fused_peephole_sequence
 
 
-class _Projected:
-    """Per-call tensors the cell's step needs when its inputs are already projected.
+class _ProjectedStep:
+    """Cell fast path for one timestep whose input is already ``x @ W + b`` [batch, 4U].
 
     A plain object (not a tuple) so Keras' attribute tracking leaves it alone.
     """
 
-    def __init__(self, recurrent_kernel, peephole_kernel, recurrent_keep):
+    def __init__(self, cell, recurrent_kernel, peepholes, recurrent_keep):
+        self.cell = cell
         self.recurrent_kernel = recurrent_kernel
-        self.peephole_kernel = peephole_kernel
+        self.peepholes = peepholes
         self.recurrent_keep = recurrent_keep
+
+    def __call__(self, z_x, h, c):
+        h_in = h if self.recurrent_keep is None else h * self.recurrent_keep
+        h, c = self.cell.recurrence(z_x, h_in, c, self.recurrent_kernel, self.peepholes)
+        return h, [h, c]
+
+
+class _ChunkStep:
+    """Cell fast path for ``chunk`` timesteps per loop iteration.
+
+    Input [batch, chunk * features'] (features' = features + 1 when a 0/1 mask channel is
+    appended); one GEMM projects the chunk, then the steps are unrolled. Output
+    [batch, chunk * units]: the h after each step, in processing order.
+    """
+
+    def __init__(self, cell, chunk, features, has_mask, reverse, kernel, bias,
+                 recurrent_kernel, peepholes, recurrent_keep):
+        self.__dict__.update(locals())
+        del self.__dict__["self"]
+
+    def __call__(self, inputs, h, c):
+        x = ops.reshape(inputs, (-1, self.chunk, self.features + int(self.has_mask)))
+        if self.has_mask:
+            x, keep_step = x[..., :-1], x[..., -1:] > 0
+        z = self.cell.project_inputs(x, self.kernel, self.bias)
+        hs = []
+        for k in reversed(range(self.chunk)) if self.reverse else range(self.chunk):
+            h_in = h if self.recurrent_keep is None else h * self.recurrent_keep
+            h_new, c_new = self.cell.recurrence(z[:, k], h_in, c, self.recurrent_kernel,
+                                                self.peepholes)
+            if self.has_mask:
+                h_new = ops.where(keep_step[:, k], h_new, h)
+                c_new = ops.where(keep_step[:, k], c_new, c)
+            h, c = h_new, c_new
+            hs.append(h)
+        return ops.concatenate(hs, axis=-1), [h, c]
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -138,6 +183,26 @@ class PeepholeLSTM(keras.layers.RNN):
             **kwargs,
         )
         self.input_spec = keras.layers.InputSpec(ndim=3)
+        # "auto": the fused loop with a hand-written backward pass whenever it applies (see
+        # uses_fused_kernel); False forces the generic loop. Not serialized, like use_cudnn.
+        self.use_fused_kernel = "auto"
+        # Timesteps per loop iteration: of the chunked inference loop (1 = one step per
+        # iteration) and of the fused training loop. Measured on CPU, chunking pays off
+        # without gradients but not in the fused loop (its stacking and slicing cost more
+        # than the loop overhead they save).
+        self.time_chunk = 10
+        self.fused_chunk = 1
+
+    @property
+    def uses_fused_kernel(self) -> bool:
+        """Whether calls take the fused path: TensorFlow backend, default activations
+        (tanh / sigmoid, whose derivatives it hard-codes), no unroll."""
+        cell = self.cell
+        return (self.use_fused_kernel == "auto"
+                and keras.backend.backend() == "tensorflow"
+                and not self.unroll
+                and cell.activation is keras.activations.tanh
+                and cell.recurrent_activation is keras.activations.sigmoid)
 
     @property
     def units(self):
@@ -148,11 +213,9 @@ class PeepholeLSTM(keras.layers.RNN):
                             training=training)
 
     def inner_loop(self, sequences, initial_state, mask, training=False):
-        """Projects all timesteps at once, then runs Keras' own time loop on the projections.
-
-        Reusing ``keras.layers.RNN.inner_loop`` keeps the exact Keras semantics for masks,
-        ``go_backwards``, ``unroll`` and ``zero_output_for_mask``, and its backend loop
-        (a bounded ``while_loop`` on TensorFlow) compiles under XLA, unlike ``ops.scan``.
+        """Returns ``(last_output, outputs, [h, c])`` with keras.backend.rnn's conventions
+        (masks, ``go_backwards`` order, ``zero_output_for_mask``); see the module docstring
+        for the three paths.
         """
         cell = self.cell
         dtype = cell.compute_dtype
@@ -166,13 +229,103 @@ class PeepholeLSTM(keras.layers.RNN):
         if training and cell.recurrent_dropout > 0:
             state = initial_state[0] if keras.tree.is_nested(initial_state) else initial_state
             rec_keep = cell.dropout_mask(state, cell.recurrent_dropout)
+        peepholes = cell.peephole_rows(peephole, like=initial_state[0])
+        if training and self.uses_fused_kernel:
+            return self._fused_loop(sequences, initial_state, mask, kernel, bias,
+                                    recurrent_kernel, peephole, rec_keep)
+        if not self.unroll and self.time_chunk > 1:
+            return self._chunked_loop(sequences, initial_state, mask, kernel, bias,
+                                      recurrent_kernel, peepholes, rec_keep)
         # One [batch*time, features] x [features, 4*units] GEMM instead of one per step.
         projected = cell.project_inputs(sequences, kernel, bias)
-        cell.fast_path = _Projected(recurrent_kernel, peephole, rec_keep)
+        cell.fast_path = _ProjectedStep(cell, recurrent_kernel, peepholes, rec_keep)
         try:
             return super().inner_loop(projected, initial_state, mask, training=training)
         finally:
             cell.fast_path = None
+
+    def _chunked_loop(self, sequences, initial_state, mask, kernel, bias, recurrent_kernel,
+                      peepholes, rec_keep):
+        """Keras' time loop over chunks of ``time_chunk`` steps (see _ChunkStep)."""
+        if keras.tree.is_nested(mask):
+            mask = mask[0]
+        static_steps = sequences.shape[1]
+        chunk = self.time_chunk if static_steps is None else max(1, min(self.time_chunk,
+                                                                         static_steps))
+        steps = ops.shape(sequences)[1]
+        pad = (chunk - steps % chunk) % chunk
+        has_mask = mask is not None or static_steps is None or static_steps % chunk != 0
+        features = sequences.shape[-1]
+        x = sequences
+        if has_mask:
+            valid = ops.ones_like(x[..., :1]) if mask is None else ops.cast(
+                ops.expand_dims(mask, -1), x.dtype)
+            x = ops.concatenate([x, valid], axis=-1)
+        # Padding goes at the end: padded steps are masked, so they only carry the states.
+        x = ops.pad(x, [[0, 0], [0, pad], [0, 0]])
+        x = ops.reshape(x, (ops.shape(x)[0], -1, chunk * (features + int(has_mask))))
+        cell = self.cell
+        cell.fast_path = _ChunkStep(cell, chunk, features, has_mask, self.go_backwards, kernel,
+                                    bias, recurrent_kernel, peepholes, rec_keep)
+        try:
+            _, outputs, (h_last, c_last) = super().inner_loop(x, initial_state, None)
+        finally:
+            cell.fast_path = None
+
+        proc_mask = None
+        if mask is not None:
+            proc_mask = ops.flip(mask, axis=1) if self.go_backwards else mask
+            proc_mask = ops.expand_dims(ops.cast(proc_mask, "bool"), -1)
+        if not self.return_sequences:
+            last_output = h_last
+            if proc_mask is not None:
+                # keras.backend.rnn: zeros unless a step was valid (or, with
+                # zero_output_for_mask, unless the last step was valid).
+                seen = proc_mask[:, -1] if self.zero_output_for_mask else ops.any(
+                    proc_mask, axis=1)
+                last_output = ops.where(seen, h_last, ops.zeros_like(h_last))
+            return last_output, ops.expand_dims(last_output, 1), [h_last, c_last]
+
+        hs = ops.reshape(outputs, (ops.shape(outputs)[0], -1, self.units))
+        # Outputs are in processing order; a backward pass meets the end padding first.
+        hs = hs[:, pad:] if self.go_backwards else hs[:, :steps]
+        if proc_mask is not None:
+            if self.zero_output_for_mask:
+                keep_out = proc_mask
+            else:
+                keep_out = ops.cumsum(ops.cast(proc_mask, "int32"), axis=1) > 0
+            hs = ops.where(keep_out, hs, ops.zeros_like(hs))
+        return hs[:, -1], hs, [h_last, c_last]
+
+    def _fused_loop(self, sequences, initial_state, mask, kernel, bias, recurrent_kernel,
+                    peephole, rec_keep):
+        """The fused recurrence, with keras.backend.rnn's output conventions."""
+        if keras.tree.is_nested(mask):
+            mask = mask[0]
+        # Time-major before projecting: the transpose then moves features, not 4 * units.
+        z = self.cell.project_inputs(ops.transpose(sequences, (1, 0, 2)), kernel, bias)
+        if mask is not None:
+            mask = ops.expand_dims(ops.transpose(ops.cast(mask, "bool"), (1, 0)), -1)
+        if self.go_backwards:
+            z = ops.flip(z, axis=0)
+            mask = None if mask is None else ops.flip(mask, axis=0)
+        hs, h_last, c_last = fused_peephole_sequence(
+            z, initial_state[0], initial_state[1], recurrent_kernel, peephole, mask, rec_keep,
+            self.cell.cell_clip, chunk=self.fused_chunk)
+        if mask is None:
+            outputs, last_output = hs, h_last
+        else:
+            # A masked step outputs zeros if zero_output_for_mask, else the previous output:
+            # the carried h once any step was valid, zeros before (keras.backend.rnn).
+            if self.zero_output_for_mask:
+                valid = mask
+            else:
+                valid = ops.cumsum(ops.cast(mask, "int32"), axis=0) > 0
+            outputs = ops.where(valid, hs, ops.zeros_like(hs))
+            last_output = outputs[-1]
+        if not self.return_sequences:
+            return last_output, ops.expand_dims(last_output, 1), [h_last, c_last]
+        return last_output, ops.transpose(outputs, (1, 0, 2)), [h_last, c_last]
 
     def get_config(self):
         cell_config = self.cell.get_config()

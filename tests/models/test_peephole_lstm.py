@@ -10,23 +10,11 @@ import tensorflow as tf
 from models.cells import PeepholeLSTMCell
 from models.peephole_lstm import PeepholeLSTM
 from tests.models.test_cells import np_peephole_sequence, random_weights
-from tests.testing import assert_all_equal, assert_allclose, run_layer_test, savedmodel_roundtrip
+from tests.testing import assert_all_equal, assert_allclose, savedmodel_roundtrip
 
 
 def _xs(shape, seed=0):
     return np.random.default_rng(seed).standard_normal(shape).astype("float32")
-
-
-def test_run_layer_test():
-    run_layer_test(
-        PeepholeLSTM,
-        init_kwargs={"units": 3, "return_sequences": True, "return_state": True,
-                     "dropout": 0.2, "recurrent_dropout": 0.2, "cell_clip": 3.0, "seed": 1},
-        input_shape=(2, 4, 3),
-        expected_output_shape=[(2, 4, 3), (2, 3), (2, 3)],
-        expected_num_trainable_weights=4,
-        supports_masking=True,
-    )
 
 
 @pytest.mark.parametrize("cell_clip", [None, 0.5])
@@ -71,6 +59,55 @@ def test_fast_path_equals_cell_in_generic_rnn():
     random_weights(fast.cell, 3, np.random.default_rng(1))
     slow.set_weights(fast.get_weights())
     assert_allclose(fast(xs, mask=mask), slow(xs, mask=mask), atol=1e-6, rtol=1e-6)
+
+
+def _values_and_grads(layer, xs, mask, h0, c0, training):
+    # Same dropout masks for every layer compared.
+    layer.cell.seed_generator.state.assign(
+        np.array([7, 0], layer.cell.seed_generator.state.dtype))
+    x, h_init, c_init = tf.constant(xs), tf.constant(h0), tf.constant(c0)
+    with tf.GradientTape() as tape:
+        tape.watch([x, h_init, c_init])
+        out, h, c = layer(x, mask=mask, initial_state=[h_init, c_init], training=training)
+        loss = tf.reduce_sum(out ** 2) + tf.reduce_sum(h * c)
+    return [out, h, c] + tape.gradient(loss, [x, h_init, c_init] + layer.trainable_weights)
+
+
+_PATH_CASES = [
+    {}, {"go_backwards": True}, {"cell_clip": 0.3}, {"use_peepholes": False},
+    {"dropout": 0.2, "recurrent_dropout": 0.3, "seed": 1}, {"zero_output_for_mask": True},
+    {"return_sequences": False, "go_backwards": True}]
+
+
+@pytest.mark.parametrize("path, kwargs", [("fused", k) for k in _PATH_CASES] + [
+    ("chunked3", k) for k in _PATH_CASES[:2] + _PATH_CASES[5:]] + [
+    ("fused_chunk3", k) for k in _PATH_CASES[:2]])
+def test_fast_paths_match_per_step_loop_values_and_gradients(path, kwargs):
+    # The fused loop's hand-written backward pass and the chunked loop (T=7 is not a multiple
+    # of 3: padding) against autodiff through Keras' loop one step at a time.
+    kwargs = {"return_sequences": True, **kwargs}
+    xs = _xs((3, 7, 4))
+    mask = np.ones((3, 7), bool)
+    mask[0, 4:] = False
+    mask[1, :2] = False
+    mask[2, 3] = False
+    h0, c0 = _xs((3, 5), 1), _xs((3, 5), 2)
+    fast = PeepholeLSTM(5, return_state=True, **kwargs)
+    slow = PeepholeLSTM.from_config(fast.get_config())
+    fast(xs)
+    slow(xs)
+    slow.set_weights(fast.get_weights())
+    slow.use_fused_kernel, slow.time_chunk = False, 1
+    training = path.startswith("fused")
+    if path == "fused_chunk3":
+        fast.fused_chunk = 3
+    if path == "chunked3":
+        fast.use_fused_kernel, fast.time_chunk = False, 3
+    assert fast.uses_fused_kernel == training and not slow.uses_fused_kernel
+    for m in (None, mask):
+        assert_allclose(_values_and_grads(fast, xs, m, h0, c0, training),
+                        _values_and_grads(slow, xs, m, h0, c0, training),
+                        atol=2e-6, rtol=1e-5, msg=f"{path} {kwargs} mask={m is not None}")
 
 
 def test_padded_and_unpadded_runs_agree():
