@@ -15,8 +15,9 @@ Usage::
     python bench/recurrent_layers.py             # issue defaults: B=64, T=100, D=64, units=256
     python bench/recurrent_layers.py --quick     # B=32, T=50, units=128, fewer rounds
 
-The LAST stdout line is one JSON object with the figures (``train_ratio``, ``infer_ratio``
-= peephole / built-in, no XLA; ``*_xla`` the same under XLA).
+The LAST stdout line is one JSON object with the figures: ``train_ratio`` and
+``infer_ratio`` = peephole throughput / built-in throughput (wall clock, no XLA); ``*_cpu``
+the same from process CPU time (steadier when other jobs share the CPU); ``*_xla`` under XLA.
 """
 
 from __future__ import annotations
@@ -48,6 +49,9 @@ def parse_args(argv=None):
     p.add_argument("--steps", type=int, default=3, help="timed calls per round")
     p.add_argument("--repeats", type=int, default=5, help="interleaved rounds (median)")
     p.add_argument("--jit", choices=["off", "on", "both"], default="both")
+    p.add_argument("--threads", type=int, default=0,
+                   help="TF intra/inter-op threads (0 = TF default); 1 gives steadier "
+                        "figures on a shared machine")
     p.add_argument("--quick", action="store_true",
                    help="B=32, T=50, units=128, 3 rounds: a smoke run on a busy machine")
     args = p.parse_args(argv)
@@ -72,14 +76,20 @@ def peephole_stack(args):
 
 
 def timed(fn, steps):
-    start = time.perf_counter()
+    """(wall seconds, process CPU seconds) per call."""
+    wall, cpu = time.perf_counter(), time.process_time()
     for _ in range(steps):
         fn()
-    return (time.perf_counter() - start) / steps
+    return (time.perf_counter() - wall) / steps, (time.process_time() - cpu) / steps
 
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.threads:
+        import tensorflow as tf  # the benchmark may use TF directly; models/ may not
+
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(args.threads)
     keras.utils.set_random_seed(0)
     rng = np.random.default_rng(0)
     x = rng.standard_normal((args.batch, args.time, args.features)).astype("float32")
@@ -102,24 +112,28 @@ def main(argv=None):
             train[key].append(timed(lambda m=model: m.train_on_batch(x, y), args.steps))
             infer[key].append(timed(lambda m=model: m.predict_on_batch(x), args.steps))
         print(f"round {r + 1}/{args.repeats}: " + ", ".join(
-            f"{k[0]}{'+xla' if k[1] else ''} train {train[k][-1]:.3f}s infer {infer[k][-1]:.3f}s"
-            for k in models), flush=True)
+            f"{k[0]}{'+xla' if k[1] else ''} train {train[k][-1][0]:.3f}s "
+            f"infer {infer[k][-1][0]:.3f}s" for k in models), flush=True)
 
     work = args.batch * args.time
-    result = {"config": {k: getattr(args, k) for k in
-                         ("batch", "time", "features", "units", "layers", "steps", "repeats")},
-              "load_avg_1min": os.getloadavg()[0], "cpu_count": os.cpu_count()}
+    result = {"config": {k: getattr(args, k) for k in ("batch", "time", "features", "units",
+                                                       "layers", "steps", "repeats", "threads")},
+              "load_avg_1min": round(os.getloadavg()[0], 2), "cpu_count": os.cpu_count()}
+
+    def median(table, key, which):  # which: 0 wall, 1 CPU
+        return statistics.median(t[which] for t in table[key])
+
     for jit in modes:
         suffix = "_xla" if jit else ""
         for kind in ("builtin", "peephole"):
-            result[f"{kind}_train_samples_timesteps_per_s{suffix}"] = round(
-                work / statistics.median(train[(kind, jit)]), 1)
-            result[f"{kind}_infer_samples_timesteps_per_s{suffix}"] = round(
-                work / statistics.median(infer[(kind, jit)]), 1)
+            for what, table in (("train", train), ("infer", infer)):
+                result[f"{kind}_{what}_samples_timesteps_per_s{suffix}"] = round(
+                    work / median(table, (kind, jit), 0), 1)
         for what, table in (("train", train), ("infer", infer)):
-            ratio = statistics.median(table[("builtin", jit)]) / statistics.median(
-                table[("peephole", jit)])
-            result[f"{what}_ratio{suffix}"] = round(ratio, 3)
+            for which, tag in ((0, ""), (1, "_cpu")):
+                ratio = median(table, ("builtin", jit), which) / median(
+                    table, ("peephole", jit), which)
+                result[f"{what}_ratio{suffix}{tag}"] = round(ratio, 3)
     print(json.dumps(result))
 
 

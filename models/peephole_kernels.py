@@ -13,6 +13,11 @@ from __future__ import annotations
 
 from keras import ops
 
+# On the TensorFlow backend (the only one this path runs on) scan's `unroll` is the while
+# loop's parallel_iterations, not unrolling: like keras.backend.rnn's 32, it lets the
+# executor start a step's input reads and bookkeeping while the previous step computes.
+_PARALLEL = 32
+
 
 def _pack_chunks(x, chunk):
     """[time, batch, f] (time a multiple of chunk) -> [time // chunk, chunk, batch, f]."""
@@ -93,7 +98,7 @@ def fused_peephole_sequence(z, h0, c0, recurrent_kernel, peephole_kernel=None, m
             return new, new
 
         (h_last, c_last, _, _, _), (_, _, hs, cs, gates) = ops.scan(
-            forward_chunk, (h0, c0, zeros_u, zeros_u, zeros_g), zm)
+            forward_chunk, (h0, c0, zeros_u, zeros_u, zeros_g), zm, unroll=_PARALLEL)
         flat = (-1,) + tuple(ops.shape(h0))
         hs, cs = ops.reshape(hs, flat), ops.reshape(cs, flat)
         gates = ops.reshape(gates, flat[:2] + (4 * units,))
@@ -150,7 +155,8 @@ def fused_peephole_sequence(z, h0, c0, recurrent_kernel, peephole_kernel=None, m
                 return new, new
 
             (dh0, dc0, _), (_, _, dz) = ops.scan(
-                backward_chunk, (d_h_last, d_c_last, zeros_g), packed, reverse=True)
+                backward_chunk, (d_h_last, d_c_last, zeros_g), packed, reverse=True,
+                unroll=_PARALLEL)
             dz = ops.reshape(dz, flat[:2] + (4 * units,))
             h_in = h_prev if recurrent_keep is None else h_prev * recurrent_keep
             d_rk = ops.matmul(ops.transpose(ops.reshape(h_in, (-1, units))),

@@ -169,3 +169,12 @@ def test_merge_modes():
 def test_bad_arguments(kwargs, bad):
     with pytest.raises(ValueError, match=bad):
         StackedBidirectional(**kwargs)
+
+
+def test_reexported_from_cells():
+    import models.cells as cells
+
+    assert cells.StackedBidirectional is StackedBidirectional
+    assert cells.PeepholeLSTM is PeepholeLSTM
+    with pytest.raises(AttributeError):
+        cells.NotALayer  # noqa: B018
