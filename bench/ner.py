@@ -12,8 +12,9 @@ embeddings=PATH``.
 ``--minutes`` is the wall-clock budget for everything: it is split into training budgets
 (CRF 40%, softmax 25%, WNUT 20%; the rest is data loading and evaluation), and training
 stops at the first batch past its budget (the epoch then ends with validation, so the best
-checkpoint so far is evaluated). Scores therefore depend on the machine's load: the JSON line
-reports epochs (fractional) and seconds next to each score.
+checkpoint so far is evaluated). That last validation and the final evaluations can overrun
+the budget by a few minutes (``wall_seconds`` says by how much). Scores depend on the budget
+and the machine's load: the JSON line reports epochs (fractional) and seconds next to each.
 
 The last stdout line is one JSON object: ``valid_f1_crf``, ``valid_f1_softmax``,
 ``wnut17_test_f1`` (percent), ``epochs_*``, ``train_seconds_*``, ``minutes_budget``,
@@ -112,7 +113,8 @@ def main() -> None:
     work = args.output or tempfile.mkdtemp(prefix="bench-ner-")
     budget = args.minutes * 60
     result: dict = {"minutes_budget": args.minutes, "cpu_count": os.cpu_count(),
-                    "max_examples": args.max_examples, "config": dataclasses.asdict(base)}
+                    "max_examples": args.max_examples, "data_dir": os.path.abspath(args.data_dir),
+                    "config": {k: v for k, v in dataclasses.asdict(base).items() if k != "data"}}
     for head in heads:
         config = config_lib.override(base, {"data": conll, "crf": head == "crf"})
         print(f"== CoNLL-2003, {head} head, budget {SHARES[head] * budget / 60:.1f} min",
