@@ -101,10 +101,11 @@ def train_and_decode(task, config, seconds: float, eval_examples: int, prefix: s
     config = config_lib.override(config, {"eval_batch_size": 250})
     started = time.perf_counter()
     metrics = task.evaluate(config, model, pre, test)
-    log(f"[{prefix}] trained {train_s:.0f}s ({budget.batches} batches, {budget.epochs} full "
-        f"epochs); decoded {metrics['examples']} test pairs in "
+    log(f"[{prefix}] trained {train_s:.0f}s ({budget.batches} batches, {budget.epochs} epochs, "
+        f"the last one cut by the budget); decoded {metrics['examples']} test pairs in "
         f"{time.perf_counter() - started:.0f}s")
     out = {f"{prefix}_train_seconds": round(train_s, 1), f"{prefix}_train_batches": budget.batches,
+           f"{prefix}_learning_rate": config.learning_rate,
            f"{prefix}_train_pairs": splits.info["examples"]["train"],
            f"{prefix}_eval_pairs": metrics["examples"]}
     for key in ("exact_match", "char_accuracy", "bleu", "chrf"):
@@ -228,7 +229,10 @@ def main(argv=None) -> int:
     parser.add_argument("--max-words", type=int, default=10)
     parser.add_argument("--units", type=int, default=128)
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--learning-rate", type=float, default=2e-3)
+    parser.add_argument("--dates-lr", type=float, default=2e-3)
+    parser.add_argument("--pairs-lr", type=float, default=1e-3,
+                        help="word-level models plateau on predicting [END] at 2e-3 and above")
+    parser.add_argument("--pairs-vocab", type=int, default=8000, help="word vocabulary cap")
     parser.add_argument("--beam-width", type=int, default=4)
     parser.add_argument("--speed-sentences", type=int, default=256, help="0 skips the speed part")
     parser.add_argument("--speed-batch", type=int, default=64)
@@ -236,7 +240,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     task = s2s.Seq2SeqTask()
     base = {"units": args.units, "batch_size": args.batch_size, "dropout": 0.1,
-            "learning_rate": args.learning_rate, "beam_width": args.beam_width}
+            "beam_width": args.beam_width}
     result = {"tf": tf.__version__, "cpus": os.cpu_count(), "machine": platform.machine(),
               "load_avg_start": round(os.getloadavg()[0], 2), "beam_width": args.beam_width,
               "units": args.units, "dates_seconds_budget": args.dates_seconds,
@@ -244,7 +248,7 @@ def main(argv=None) -> int:
     dates = None
     if args.dates_seconds > 0 or args.speed_sentences > 0:
         config = config_lib.override(s2s.Seq2SeqConfig(), {
-            **base, "num_examples": args.dates_train})
+            **base, "num_examples": args.dates_train, "learning_rate": args.dates_lr})
         figures, dates = train_and_decode(task, config, max(args.dates_seconds, 1.0),
                                           args.dates_eval, "dates")
         result.update(figures)
@@ -257,7 +261,8 @@ def main(argv=None) -> int:
         else:
             config = config_lib.override(s2s.Seq2SeqConfig(), {
                 **base, "data": "pairs:" + os.path.abspath(args.pairs), "lowercase": True,
-                "max_length": args.max_words, "max_examples": args.pairs_train})
+                "max_length": args.max_words, "max_examples": args.pairs_train,
+                "learning_rate": args.pairs_lr, "max_tokens": args.pairs_vocab})
             figures, _ = train_and_decode(task, config, args.pairs_seconds, args.pairs_eval,
                                           "en_es")
             result.update(figures)
