@@ -197,7 +197,8 @@ class Seq2SeqTask(Task):
     config_class = Seq2SeqConfig
     monitor = "accuracy"            # teacher-forced next-token accuracy (padding masked)
     monitor_mode = "max"
-    demo_overrides = {"max_examples": 3000, "epochs": 2, "units": 64, "embedding_dim": 32}
+    demo_overrides = {"max_examples": 2000, "epochs": 2, "units": 64, "embedding_dim": 32,
+                      "learning_rate": 2e-3}
     demo_inputs = {"text": ["14 July 1789", "3 mars 2021", "Mittwoch, 9. November 1989"]}
 
     def load_splits(self, config):
