@@ -77,7 +77,8 @@ def test_predict_continues_the_prompt_and_flags_new_names(run, capsys):
         "--temperature", "0.7", "--json"]) == 0
     results = _json_lines(capsys)
     assert len(results) == 4
-    known = set(_names())
+    known = set(cg.CharPreprocessor.load(f"{run_dir}/assets").seen)  # the training names
+    assert known and known < set(_names())
     for result in results:
         assert result["text"].startswith("Ma")
         assert result["new"] == (result["text"] not in known)

@@ -84,6 +84,15 @@ def test_dataset_weights_mask_the_padding(run, midi_dir):
     # 30-note pieces in windows of 17 with stride 8: some windows end in padding.
     w = weights["pitch"].numpy()
     assert 0 < w.mean() < 1 and set(np.unique(w)) <= {0.0, 1.0}
+    # Training windows are transposed by up to +-3 semitones; padding notes stay all-zero.
+    seen = set()
+    for inputs, _, _ in task.make_dataset(config, pre, splits.train, training=True):
+        x = inputs.numpy()
+        real = x[..., 2] > 0
+        seen |= set(np.unique(x[..., 0][real]).tolist())
+        assert (x[~real] == 0).all()
+    assert min(seen) >= min(SCALE) - 3 and max(seen) <= max(SCALE) + 3
+    assert seen - set(SCALE), "no window was transposed"
 
 
 def test_predict_writes_midi_with_the_requested_notes(run, tmp_path, midi_dir, capsys):
