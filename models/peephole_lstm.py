@@ -55,8 +55,10 @@ class _ChunkStep:
 
     def __init__(self, cell, chunk, features, has_mask, reverse, kernel, bias,
                  recurrent_kernel, peepholes, recurrent_keep):
-        self.__dict__.update(locals())
-        del self.__dict__["self"]
+        self.cell, self.chunk, self.features, self.has_mask = cell, chunk, features, has_mask
+        self.reverse, self.kernel, self.bias = reverse, kernel, bias
+        self.recurrent_kernel, self.peepholes = recurrent_kernel, peepholes
+        self.recurrent_keep = recurrent_keep
 
     def __call__(self, inputs, h, c):
         x = ops.reshape(inputs, (-1, self.chunk, self.features + int(self.has_mask)))
@@ -109,6 +111,10 @@ class PeepholeLSTM(keras.layers.RNN):
 
     Weights live on ``layer.cell`` (``kernel``, ``recurrent_kernel``, ``bias``,
     ``peephole_kernel``) in the layout documented in :mod:`models.cells`.
+
+    Tuning attributes (not serialized, like ``keras.layers.LSTM``'s ``use_cudnn``):
+    ``use_fused_kernel`` (``"auto"`` or False), ``time_chunk`` (steps per iteration of the
+    inference loop, default 10) and ``fused_chunk`` (of the fused training loop, default 1).
     """
 
     def __init__(
@@ -195,8 +201,8 @@ class PeepholeLSTM(keras.layers.RNN):
 
     @property
     def uses_fused_kernel(self) -> bool:
-        """Whether calls take the fused path: TensorFlow backend, default activations
-        (tanh / sigmoid, whose derivatives it hard-codes), no unroll."""
+        """Whether training calls take the fused path: TensorFlow backend, default
+        activations (tanh / sigmoid, whose derivatives it hard-codes), no unroll."""
         cell = self.cell
         return (self.use_fused_kernel == "auto"
                 and keras.backend.backend() == "tensorflow"
