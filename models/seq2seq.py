@@ -12,7 +12,9 @@
   initial states come from the bridge;
 * attention (``bahdanau`` additive or ``luong`` multiplicative) with the top decoder output as
   query, over the encoder outputs with padded source positions masked;
-* output: ``tanh(W_c [h; context])`` (Luong's attentional vector) -> Dense(vocab, float32).
+* output: Dense(vocab, float32) on ``[h; context]``. Luong's extra ``tanh(W_c [h; context])``
+  layer was dropped: with it, word-level models sat on the unigram plateau (always "[END]") for
+  ~1,000 steps (loss 4.93 vs 4.09 after 500 steps on English->Spanish, same seed).
 
 Token id 0 is padding in both vocabularies. :func:`build_inference_models` rebuilds, from a
 training model (fresh or loaded from ``.keras``), an encoder model and a one-step decoder that
@@ -92,7 +94,7 @@ def build_seq2seq_model(
         attention: ``bahdanau`` (additive), ``luong`` (general) or ``luong_dot`` (needs the
             decoder size to equal the encoder output size, i.e. never with concat: rejected).
         attention_units: hidden size of the additive score; default ``units``.
-        dropout: rate on embeddings, between decoder layers and on the attentional vector.
+        dropout: rate on embeddings, between decoder layers and on ``[h; context]``.
         name: model name.
 
     Returns:
@@ -143,15 +145,14 @@ def build_seq2seq_model(
             y = keras.layers.Dropout(dropout, name=f"decoder_dropout_{layer}")(y)
     attention_layer = get_attention(attention, attention_units or units, name="attention")
     context = attention_layer([y, encoder_outputs], value_mask=source_mask)[0]
-    logits = _output_head(y, context, units, target_vocab_size, dropout)
+    logits = _output_head(y, context, target_vocab_size, dropout)
     return keras.Model([source, target], logits, name=name)
 
 
-def _output_head(decoder_outputs, context, units, vocab_size, dropout):
-    """Luong's attentional vector ``tanh(W_c [h; c])`` then float32 logits."""
+def _output_head(decoder_outputs, context, vocab_size, dropout):
+    """float32 logits from ``[h; context]``."""
     h = keras.layers.Concatenate(name="attention_concat")([decoder_outputs, context])
-    h = keras.layers.Dense(units, activation="tanh", name="attention_combine")(h)
-    h = keras.layers.Dropout(dropout, name="combine_dropout")(h)
+    h = keras.layers.Dropout(dropout, name="output_dropout")(h)
     # float32 logits under mixed precision: the softmax / loss / beam scores need the range.
     return keras.layers.Dense(vocab_size, dtype="float32", name="logits")(h)
 
@@ -201,7 +202,7 @@ def build_inference_models(model: keras.Model):
     embedding = layer("target_embedding")
     cells = [layer(f"decoder_rnn_{i}").cell for i in range(n_layers)]
     attention, concat = layer("attention"), layer("attention_concat")
-    combine, project = layer("attention_combine"), layer("logits")
+    project = layer("logits")
 
     def step_decoder(previous_ids, states, context):
         memory, memory_mask = context
@@ -215,7 +216,7 @@ def build_inference_models(model: keras.Model):
             y, out = cell(y, list(states[i * n_states:(i + 1) * n_states]), training=False)
             new_states += list(out) if isinstance(out, (list, tuple)) else [out]
         context_vector, weights = attention([y, memory], value_mask=memory_mask)  # 2-D query
-        logits = project(combine(concat([y, context_vector])))                   # [b, vocab]
+        logits = project(concat([y, context_vector]))                            # [b, vocab]
         return ops.log_softmax(ops.cast(logits, "float32"), axis=-1), new_states, weights
 
     return encoder, step_decoder
