@@ -28,7 +28,7 @@ from models.embeddings import format_coverage, load_word_vectors
 from models.tagger import CASING_CLASSES, build_tagger_model, decode_tags
 from pipelines import batching, sources
 from pipelines import tags as tagging
-from pipelines.vocab import CharVocabulary, LabelLookup, TokenVocabulary, tokenize
+from pipelines.vocab import OOV_ID, CharVocabulary, LabelLookup, TokenVocabulary, tokenize
 from tasks.runner.cli import main
 from tasks.runner.config import TaskConfig
 from tasks.runner.task import Preprocessor, Task
@@ -47,13 +47,19 @@ class NerConfig(TaskConfig):
     embedding_dim: int = 100       # word embedding size (taken from the file with `embeddings`)
     embeddings: str = ""           # GloVe/word2vec text file; "" = learn from scratch
     max_tokens: int = 30000        # word vocabulary cap, reserved ids included
-    lowercase: bool = False        # lowercase words (characters and casing keep the case)
+    lowercase: bool = True         # lowercase words (characters and casing keep the case)
+    singleton_unk: float = 0.5     # P(a word seen once in train -> [UNK]) per training step
     max_word_length: int = 25      # characters per token kept for the char encoder
     units: int = 100
     num_layers: int = 2
     dropout: float = 0.5
     epochs: int = 30
     patience: int = 5
+    lr_patience: int = 2
+
+    def __post_init__(self):
+        if not 0.0 <= self.singleton_unk <= 1.0:
+            raise ValueError(f"singleton_unk must be in [0, 1], got {self.singleton_unk!r}")
 
 
 # ---- features -----------------------------------------------------------------------------
@@ -138,6 +144,25 @@ class NerPreprocessor(Preprocessor):
         chars = self.chars.token_chars(tokens)[..., : self.max_word_length]
         return {"word_ids": self.words(tokens), "char_ids": chars,
                 "casing_ids": casing_ids(tokens)}
+
+
+def singleton_ids(preprocessor, split) -> np.ndarray:
+    """bool ``[vocabulary_size]``: word ids that occur exactly once in ``split``'s tokens."""
+    counts = np.zeros(preprocessor.words.vocabulary_size, np.int64)
+    for ids in split.map(lambda e: preprocessor.words(e["tokens"])).as_numpy_iterator():
+        counts += np.bincount(ids, minlength=counts.size)
+    counts[: OOV_ID + 1] = 0  # padding and [UNK] are never "singletons"
+    return counts == 1
+
+
+def replace_singletons(word_ids, singleton, rate: float, seed: int):
+    """Training-time [UNK] replacement (Lample et al. 2016): each word id that is a singleton
+    of the training set becomes ``OOV_ID`` with probability ``rate``, so the embedding of
+    [UNK] is trained and rare words lean on their characters and casing, as unseen words at
+    test time must. ``word_ids``: int32 [T]; ``singleton``: bool [vocabulary_size]."""
+    drop = tf.gather(singleton, word_ids) & (
+        tf.random.uniform(tf.shape(word_ids), seed=seed) < rate)
+    return tf.where(drop, OOV_ID, word_ids)
 
 
 def _predict_fn(model):
@@ -301,6 +326,14 @@ class NerTask(Task):
               .map(encode, num_parallel_calls=tf.data.AUTOTUNE).cache())
         if training:
             ds = ds.shuffle(10000, seed=config.seed, reshuffle_each_iteration=True)
+            if config.singleton_unk > 0:
+                singleton = tf.constant(singleton_ids(preprocessor, split))
+                rate, seed = float(config.singleton_unk), config.seed
+
+                def unk(x, y):  # after the cache, so each epoch draws afresh
+                    return {**x, "word_ids": replace_singletons(
+                        x["word_ids"], singleton, rate, seed)}, y
+                ds = ds.map(unk, num_parallel_calls=tf.data.AUTOTUNE)
         ds, _ = batching.bucket_batch(ds, config.batch_size,
                                       length_fn=lambda x, y: tf.shape(y)[0])
         return ds.prefetch(tf.data.AUTOTUNE)

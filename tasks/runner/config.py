@@ -25,6 +25,7 @@ class TaskConfig:
     learning_rate: float = 1e-3
     clipnorm: float = 1.0
     patience: int = 3              # early stopping on the task's monitor metric
+    lr_patience: int = 0           # >0: halve the learning rate after this many flat epochs
     max_examples: int = 0          # 0 = all; caps the training split (validation is capped at 1/4)
     mixed_precision: str = "auto"  # auto|off|float16|bfloat16
     strategy: str = "auto"         # auto|default|mirrored|multiworker

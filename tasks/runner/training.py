@@ -88,6 +88,7 @@ def train(task, config, run_dir: str, *, overwrite: bool = False, verbose: int =
                                 task.monitor_mode, history_path),
         keras.callbacks.EarlyStopping(monitor=_val(task.monitor), mode=task.monitor_mode,
                                       patience=config.patience),
+        *_lr_schedule(task, config),
         keras.callbacks.TensorBoard(rd.path(run_dir, rd.LOGS)),
         # Last, so the backup is taken after history/checkpoint of the epoch are on disk.
         keras.callbacks.BackupAndRestore(rd.path(run_dir, rd.BACKUP)),
@@ -117,6 +118,16 @@ def train(task, config, run_dir: str, *, overwrite: bool = False, verbose: int =
                             plots_dir=rd.path(run_dir, rd.PLOTS))
     rd.write_json_atomic(rd.path(run_dir, "metrics.json"), {"validation": metrics})
     return metrics
+
+
+def _lr_schedule(task, config) -> list:
+    """Halves the learning rate when the validation monitor stalls for ``lr_patience`` epochs
+    (off at 0), down to 1/64 of ``learning_rate``."""
+    if config.lr_patience <= 0:
+        return []
+    return [keras.callbacks.ReduceLROnPlateau(monitor=_val(task.monitor), mode=task.monitor_mode,
+                                              factor=0.5, patience=config.lr_patience,
+                                              min_lr=config.learning_rate / 64, verbose=0)]
 
 
 def _val(monitor: str) -> str:

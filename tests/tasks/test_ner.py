@@ -25,7 +25,8 @@ FIXTURE = os.path.join(os.path.dirname(__file__), "..", "fixtures", "ner", "tiny
 # F1 1.0 on the training sentences after ~7 epochs; early stopping ends the run 3 later.
 TINY = {"embedding_dim": 16, "units": 32, "num_layers": 1, "char_encoder": "cnn",
         "char_units": 8, "char_dim": 8, "casing_dim": 4, "dropout": 0.0, "batch_size": 8,
-        "learning_rate": 0.03, "epochs": 16, "patience": 3, "mixed_precision": "off"}
+        "learning_rate": 0.03, "epochs": 16, "patience": 3, "mixed_precision": "off",
+        "singleton_unk": 0.0, "lowercase": False}
 SENTENCE = "Angela Merkel met Emmanuel Macron in Paris on Monday ."
 
 
@@ -148,6 +149,37 @@ def test_export_serves_raw_sentences_in_a_fresh_process(task, trained, tmp_path,
     assert result["entities"][0] == {"text": "Angela Merkel", "type": "PER", "start": 0,
                                      "end": 13}
     assert [e["type"] for e in result["entities"]] == ["PER", "PER", "LOC"]
+
+
+def test_singleton_words_become_unk_only_in_training(task):
+    from pipelines.vocab import OOV_ID
+
+    config = tiny_config(FIXTURE, singleton_unk=1.0)
+    splits = task.load_splits(config)
+    prep = task.fit_preprocessor(config, splits)
+    singleton = ner.singleton_ids(prep, splits.train)
+    counts = {}
+    for tokens in splits.train.map(lambda e: e["tokens"]).as_numpy_iterator():
+        for token in tokens:
+            counts[token.decode()] = counts.get(token.decode(), 0) + 1
+    vocab = prep.words.get_vocabulary()
+    assert {vocab[i] for i in np.flatnonzero(singleton)} == {
+        w for w, c in counts.items() if c == 1}
+    assert counts["."] > 1 and not singleton[vocab.index(".")]
+
+    def word_ids(ds):
+        return np.concatenate([x["word_ids"].numpy().ravel() for x, _ in ds])
+
+    train_ids = word_ids(task.make_dataset(config, prep, splits.train, training=True))
+    eval_ids = word_ids(task.make_dataset(config, prep, splits.train, training=False))
+    assert not singleton[train_ids].any()  # rate 1: every singleton replaced ...
+    assert (train_ids == OOV_ID).sum() == singleton[eval_ids].sum() + (eval_ids == OOV_ID).sum()
+    assert singleton[eval_ids].any()  # ... and evaluation sees the words themselves
+    ids = tf.constant([5, 6, 0])
+    kept = ner.replace_singletons(ids, tf.constant([False] * 5 + [True, False]), 0.0, 1)
+    np.testing.assert_array_equal(kept, [5, 6, 0])
+    with pytest.raises(ValueError, match="singleton_unk"):
+        tiny_config(FIXTURE, singleton_unk=1.5)
 
 
 def test_softmax_head_and_search_space(task):

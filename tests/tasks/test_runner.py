@@ -136,6 +136,27 @@ def test_resume_after_interruption(task, csv_path, tmp_path):
     assert rd.is_finished(run_dir)
 
 
+class RecordLearningRate(keras.callbacks.Callback):
+    def on_train_begin(self, logs=None):
+        self.rates = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.rates.append(float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)))
+
+
+def test_learning_rate_halves_when_validation_stalls(task, csv_path, tmp_path):
+    # learning_rate 1e-9: the validation monitor cannot move, so every epoch after the first
+    # is a stall; lr_patience=1 halves the rate at each of them.
+    record = RecordLearningRate()
+    config = tiny_config(csv_path, epochs=3, learning_rate=1e-9, lr_patience=1)
+    training.train(task, config, str(tmp_path / "run"), verbose=0, extra_callbacks=[record])
+    np.testing.assert_allclose(record.rates, [1e-9, 5e-10, 2.5e-10], rtol=1e-5)
+    record = RecordLearningRate()
+    training.train(task, tiny_config(csv_path, epochs=2, learning_rate=1e-9),
+                   str(tmp_path / "off"), verbose=0, extra_callbacks=[record])
+    np.testing.assert_allclose(record.rates, [1e-9, 1e-9], rtol=1e-5)  # lr_patience=0: off
+
+
 def nan_loss(y_true, y_pred):
     return keras.ops.mean(y_pred) * float("nan")
 
