@@ -28,6 +28,7 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -35,6 +36,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from bench.budget import TimeBudget  # noqa: E402
 from models.language_model import (  # noqa: E402
     build_char_language_model,
     build_step_model,
@@ -47,22 +49,6 @@ DEFAULT_TEXT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__fi
 
 def log(message: str) -> None:
     print(message, flush=True)
-
-
-class TimeBudget(keras.callbacks.Callback):
-    """Stops training once ``seconds`` of wall-clock time have passed (checked every batch)."""
-
-    def __init__(self, seconds: float):
-        super().__init__()
-        self.seconds, self.start, self.batches = seconds, None, 0
-
-    def on_train_begin(self, logs=None):
-        self.start = time.perf_counter()
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.batches += 1
-        if time.perf_counter() - self.start > self.seconds:
-            self.model.stop_training = True
 
 
 # ---- 1. speed -------------------------------------------------------------------------------

@@ -34,40 +34,14 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TF loads (the CLI sets it likewise)
 
-import keras  # noqa: E402
 
+from bench.budget import TimeBudget  # noqa: E402
 from tasks import ner  # noqa: E402
 from tasks.runner import config as config_lib  # noqa: E402
 from tasks.runner import run_dir as rd  # noqa: E402
 from tasks.runner import training  # noqa: E402
 
 SHARES = {"crf": 0.40, "softmax": 0.25, "wnut": 0.20}
-
-
-class TimeBudget(keras.callbacks.Callback):
-    """Stops training at the first batch end after ``seconds``; counts (fractional) epochs."""
-
-    def __init__(self, seconds: float):
-        super().__init__()
-        self.seconds, self.batches, self.epochs, self.steps_per_epoch = seconds, 0, 0, None
-
-    def on_train_begin(self, logs=None):
-        self.start = time.time()
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.batches += 1
-        if time.time() - self.start > self.seconds:
-            self.model.stop_training = True
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.epochs += 1
-        if self.steps_per_epoch is None:  # the first epoch is complete unless the budget hit
-            self.steps_per_epoch = self.batches
-
-    def epochs_run(self) -> float:
-        if not self.steps_per_epoch:
-            return float(self.epochs)
-        return round(self.batches / self.steps_per_epoch, 2)
 
 
 def run(task, config, run_dir: str, seconds: float, test: bool = False) -> dict:

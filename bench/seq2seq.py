@@ -42,6 +42,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from bench.budget import TimeBudget  # noqa: E402
 from models import beam_search as search  # noqa: E402
 from models.seq2seq import decode  # noqa: E402
 from pipelines.vocab import END_ID, START_ID  # noqa: E402
@@ -55,27 +56,6 @@ PAIRS = os.path.join(os.path.dirname(HERE), "..", "shared", "data", "anki_spa_en
 
 def log(message: str) -> None:
     print(message, flush=True)
-
-
-class TimeBudget(keras.callbacks.Callback):
-    """Stops training once ``seconds`` of wall-clock time have passed (checked every batch)."""
-
-    def __init__(self, seconds: float):
-        super().__init__()
-        self.seconds, self.start, self.batches, self.epochs = seconds, None, 0, 0
-
-    def on_train_begin(self, logs=None):
-        self.start = time.perf_counter()
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.batches += 1
-        if time.perf_counter() - self.start > self.seconds:
-            self.model.stop_training = True
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.epochs += 1
-        log(f"  epoch {self.epochs}: loss {logs['loss']:.4f} accuracy {logs['accuracy']:.4f} "
-            f"({time.perf_counter() - self.start:.0f}s)")
 
 
 def train_and_decode(task, config, seconds: float, eval_examples: int, prefix: str):
@@ -94,7 +74,9 @@ def train_and_decode(task, config, seconds: float, eval_examples: int, prefix: s
     log(f"[{prefix}] {splits.info['examples']} examples; vocab {pre.source_vocab.vocabulary_size}"
         f" -> {pre.target_vocab.vocabulary_size}; {model.count_params():,} parameters; "
         f"setup {time.perf_counter() - started:.0f}s")
-    budget = TimeBudget(seconds)
+    budget = TimeBudget(seconds, on_epoch=lambda b, logs: log(
+        f"  epoch {b.epochs}: loss {logs['loss']:.4f} accuracy {logs['accuracy']:.4f} "
+        f"({b.elapsed():.0f}s)"))
     model.fit(train, epochs=10_000, callbacks=[budget], verbose=0)
     train_s = time.perf_counter() - budget.start
     test = splits.test.take(eval_examples)
