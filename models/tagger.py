@@ -158,7 +158,7 @@ def build_tagger_model(num_words: int, num_chars: int, num_tags: int, *, word_di
         char_dim, char_encoder (``lstm``/``cnn``/``none``), char_units: see :class:`CharEncoder`.
         casing_dim: embedding size of the ``len(CASING_CLASSES)`` casing classes.
         cell, units, num_layers, recurrent_dropout: the word-level StackedBidirectional.
-        dropout: after the input features and after the word-level RNN.
+        dropout: after the input features, between the word-level RNN layers and after them.
         crf: CRF head (:class:`models.crf.CRFModel`, compile without a loss) or softmax head
             (plain ``keras.Model``, sparse categorical cross-entropy).
         tag_names / scheme: K tag strings to forbid invalid IOB2/BIOES transitions (CRF only).
@@ -203,7 +203,7 @@ def build_tagger_model(num_words: int, num_chars: int, num_tags: int, *, word_di
     # Only the word embedding carries a mask, so the features' mask is the word mask.
     x = MaskedConcatenate(name="features")(features)
     x = keras.layers.Dropout(dropout, name="feature_dropout")(x)
-    x = _birnn(units, num_layers=num_layers, cell=cell, dropout=0.0,
+    x = _birnn(units, num_layers=num_layers, cell=cell, dropout=dropout,
                recurrent_dropout=recurrent_dropout, return_sequences=True, name="encoder")(x)
     x = keras.layers.Dropout(dropout, name="encoder_dropout")(x)
     # Float32 head: tag scores feed a softmax or the CRF's log-space sums.

@@ -10,7 +10,9 @@ Tags are converted to ``scheme`` (BIOES by default) for training and back to the
 scheme for metrics (seqeval, strict) and serving. Serving takes raw sentences and tokenises
 them in the graph with :func:`pipelines.vocab.tokenize` (whitespace separates; every
 punctuation/symbol character is a token of its own: ``"U.S."`` -> ``U . S .``).
-Reads top-down: config -> features -> preprocessing -> metrics -> serving -> task.
+In-graph features (casing, singleton [UNK], tag conversion) are in
+:mod:`pipelines.ner_features`. Reads top-down: config -> preprocessing -> metrics -> serving
+-> task.
 """
 
 from __future__ import annotations
@@ -25,9 +27,10 @@ import numpy as np
 import tensorflow as tf
 
 from models.embeddings import format_coverage, load_word_vectors
-from models.tagger import CASING_CLASSES, build_tagger_model, decode_tags
+from models.tagger import build_tagger_model, decode_tags
 from pipelines import batching, sources
 from pipelines import tags as tagging
+from pipelines.ner_features import casing_ids, convert_tags_graph, replace_singletons
 from pipelines.vocab import OOV_ID, CharVocabulary, LabelLookup, TokenVocabulary, tokenize
 from tasks.runner.cli import main
 from tasks.runner.config import TaskConfig
@@ -60,54 +63,6 @@ class NerConfig(TaskConfig):
     def __post_init__(self):
         if not 0.0 <= self.singleton_unk <= 1.0:
             raise ValueError(f"singleton_unk must be in [0, 1], got {self.singleton_unk!r}")
-
-
-# ---- features -----------------------------------------------------------------------------
-# (class id, RE2 full-match pattern), checked from the LAST to the first so earlier entries win.
-_CASING_RULES = (
-    (1, r"[\p{N}.,\-/:%]*\p{N}[\p{N}.,\-/:%]*"),                      # numeric: 3.5, 1,000, 2-1
-    (2, r"[^\p{Ll}\p{N}]*\p{Lu}[^\p{Ll}\p{N}]*"),                     # upper: EU, U.S
-    (3, r"\p{Lu}[^\p{Lu}\p{N}]*\p{Ll}[^\p{Lu}\p{N}]*"),               # title: Paris
-    (4, r"[^\p{Lu}\p{N}]*\p{Ll}[^\p{Lu}\p{N}]*"),                     # lower: said
-    (5, r"[^\p{N}]*(\p{Lu}[^\p{N}]*\p{Ll}|\p{Ll}[^\p{N}]*\p{Lu})[^\p{N}]*"),  # mixed: iPhone
-    (6, r".*\p{N}.*"),                                                # has_digit: A380, 3rd
-    (7, r"[\p{P}\p{S}]+"),                                            # punct: , " $
-)
-assert CASING_CLASSES[1:8] == ("numeric", "upper", "title", "lower", "mixed", "has_digit",
-                               "punct"), "casing rules out of sync with models.tagger"
-
-
-def casing_ids(tokens):
-    """string ``[...]`` -> int32 ``[...]`` index into ``CASING_CLASSES``; "" (padding) -> 0,
-    tokens matching no rule (e.g. caseless scripts) -> ``other``."""
-    tokens = tf.convert_to_tensor(tokens, tf.string)
-    ids = tf.fill(tf.shape(tokens), len(CASING_CLASSES) - 1)
-    for class_id, pattern in reversed(_CASING_RULES):
-        ids = tf.where(tf.strings.regex_full_match(tokens, pattern), class_id, ids)
-    return tf.where(tf.equal(tokens, ""), 0, ids)
-
-
-def convert_tags_graph(tags, source: str, target: str):
-    """In-graph scheme conversion of tag strings ``[B, T]`` (padding "") for serving.
-
-    Goes through IOB2: BIOES -> IOB2 (S->B, E->I), then IOB2 -> IOB1 (B-X stays B only right
-    after an X token) or -> BIOES (B/I become S/E where the entity does not continue)."""
-    if source == "BIOES":
-        tags = tf.strings.regex_replace(tf.strings.regex_replace(tags, "^S-", "B-"), "^E-", "I-")
-    if target == "IOB2":
-        return tags
-    prefix = tf.strings.substr(tags, 0, 1)
-    kind = tf.strings.regex_replace(tags, "^[BI]-", "")
-    is_entity = tf.logical_or(tf.equal(prefix, "B"), tf.equal(prefix, "I"))
-    blank = tf.fill(tf.stack([tf.shape(tags)[0], 1]), "")
-    if target == "IOB1":
-        prev_kind = tf.concat([blank, kind[:, :-1]], axis=1)
-        return tf.where(tf.equal(prefix, "B") & tf.not_equal(prev_kind, kind), "I-" + kind, tags)
-    next_prefix = tf.concat([prefix[:, 1:], blank], axis=1)
-    next_kind = tf.concat([kind[:, 1:], blank], axis=1)
-    ends = is_entity & ~(tf.equal(next_prefix, "I") & tf.equal(next_kind, kind))
-    single = ends & tf.equal(prefix, "B")
-    return tf.where(single, "S-" + kind, tf.where(ends & ~single, "E-" + kind, tags))
 
 
 # ---- preprocessing ------------------------------------------------------------------------
@@ -155,16 +110,6 @@ def singleton_ids(preprocessor, split) -> np.ndarray:
     return counts == 1
 
 
-def replace_singletons(word_ids, singleton, rate: float, seed: int):
-    """Training-time [UNK] replacement (Lample et al. 2016): each word id that is a singleton
-    of the training set becomes ``OOV_ID`` with probability ``rate``, so the embedding of
-    [UNK] is trained and rare words lean on their characters and casing, as unseen words at
-    test time must. ``word_ids``: int32 [T]; ``singleton``: bool [vocabulary_size]."""
-    drop = tf.gather(singleton, word_ids) & (
-        tf.random.uniform(tf.shape(word_ids), seed=seed) < rate)
-    return tf.where(drop, OOV_ID, word_ids)
-
-
 def _predict_fn(model):
     """tf.function: features -> tag ids [B, T] (Viterbi or argmax; 0 at padding)."""
     @tf.function(reduce_retracing=True)
@@ -178,8 +123,8 @@ def _predict_fn(model):
 @keras.saving.register_keras_serializable(package="recurrent_suite")
 class TagF1(keras.metrics.Metric):
     """Token-level micro F1 over entity tags (every tag but ``outside_id``), from the argmax of
-    the model output on unmasked positions. A cheap, head-independent proxy of entity F1 for
-    checkpoint selection and tuning (the real entity-level F1 comes from ``evaluate``)."""
+    the model output on unmasked positions: a cheap, head-independent training-time view of
+    progress (checkpoints and the tuner select on the entity F1 of ``epoch_metrics``)."""
 
     def __init__(self, outside_id=0, name="tag_f1", **kwargs):
         super().__init__(name=name, **kwargs)
@@ -292,7 +237,7 @@ class NerTask(Task):
 
     name = "ner"
     config_class = NerConfig
-    monitor = "tag_f1"
+    monitor = "entity_f1"          # from epoch_metrics
     monitor_mode = "max"
     demo_overrides = {"max_examples": 400, "epochs": 3, "embedding_dim": 32, "units": 32,
                       "num_layers": 1, "char_encoder": "cnn", "char_units": 16, "dropout": 0.2,
@@ -361,11 +306,14 @@ class NerTask(Task):
         loss = None if config.crf else "sparse_categorical_crossentropy"
         return {"loss": loss, "metrics": metrics}
 
-    def predict_tags(self, model, preprocessor, split, config):
-        """(gold, predicted) tag-string sequences in the corpus's scheme, one per sentence."""
-        predict, names = _predict_fn(model), np.array(preprocessor.tag_names)
+    def predict_tags(self, predict, preprocessor, dataset):
+        """(gold, predicted) tag-string sequences in the corpus's scheme, one per sentence.
+
+        ``predict``: :func:`_predict_fn` of the model; ``dataset``: ``make_dataset(...,
+        training=False)`` of the split."""
+        names = np.array(preprocessor.tag_names)
         gold, pred = [], []
-        for features, tags in self.make_dataset(config, preprocessor, split, training=False):
+        for features, tags in dataset:
             lengths = np.sum(features["word_ids"].numpy() != 0, axis=1)
             ids = predict(features).numpy()
             for n, g, p in zip(lengths, tags.numpy(), ids):
@@ -379,9 +327,23 @@ class NerTask(Task):
         return gold, pred
 
     def evaluate(self, config, model, preprocessor, split, plots_dir=None):
-        gold, pred = self.predict_tags(model, preprocessor, split, config)
+        dataset = self.make_dataset(config, preprocessor, split, training=False)
+        gold, pred = self.predict_tags(_predict_fn(model), preprocessor, dataset)
         return {**entity_metrics(gold, pred, preprocessor.input_scheme),
                 "scheme": preprocessor.input_scheme}
+
+    def epoch_metrics(self, config, preprocessor, split):
+        """``val_entity_f1`` (seqeval strict) after every epoch: the checkpoint, early stopping
+        and the tuner select on the metric that is reported, not on a token-level proxy."""
+        dataset = self.make_dataset(config, preprocessor, split, training=False)
+        traced = {}  # one tf.function per model (a tuner builds one per trial)
+
+        def evaluate(model):
+            if traced.get("model") is not model:
+                traced.update(model=model, predict=_predict_fn(model))
+            gold, pred = self.predict_tags(traced["predict"], preprocessor, dataset)
+            return {"entity_f1": entity_metrics(gold, pred, preprocessor.input_scheme)["f1"]}
+        return evaluate
 
     def print_metrics(self, metrics):
         print(f"  entity F1 {metrics['f1']:.4f}  precision {metrics['precision']:.4f}  "

@@ -84,6 +84,34 @@ class AtomicBestCheckpoint(keras.callbacks.Callback):
                     os.remove(tmp)
 
 
+class EpochEvaluation(keras.callbacks.Callback):
+    """Adds task metrics that Keras metrics cannot compute (entity F1, BLEU) to every epoch's
+    logs as ``val_<name>``, so checkpointing, early stopping, the learning-rate schedule, the
+    history and the tuner's objective can all use them.
+
+    Put it before every callback that reads the logs: Keras hands one logs dict to the callbacks
+    in list order.
+
+    Args:
+        evaluate: ``model -> {name: float}`` on the validation split.
+    """
+
+    def __init__(self, evaluate):
+        super().__init__()
+        self.evaluate = evaluate
+
+    def __deepcopy__(self, memo):
+        # Keras Tuner deep-copies the callbacks for every trial; the evaluation function (which
+        # holds datasets and lookup tables) is shared, not copied.
+        return type(self)(self.evaluate)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is None:
+            return
+        for name, value in self.evaluate(self.model).items():
+            logs[name if name.startswith("val_") else f"val_{name}"] = float(value)
+
+
 class HistoryWriter(keras.callbacks.Callback):
     """Appends each finished epoch's logs to ``history.json`` (kept across resumes)."""
 

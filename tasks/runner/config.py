@@ -24,6 +24,7 @@ class TaskConfig:
     batch_size: int = 32
     learning_rate: float = 1e-3
     clipnorm: float = 1.0
+    ema_momentum: float = 0.0      # >0: validate, checkpoint and export an EMA of the weights
     patience: int = 3              # early stopping on the task's monitor metric
     lr_patience: int = 0           # >0: halve the learning rate after this many flat epochs
     max_examples: int = 0          # 0 = all; caps the training split (validation is capped at 1/4)

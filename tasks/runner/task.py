@@ -101,6 +101,12 @@ class Task:
         result["examples"] = int(sum(1 for _ in split))
         return result
 
+    def epoch_metrics(self, config, preprocessor, split: tf.data.Dataset):
+        """Optional: ``model -> {name: float}`` evaluated on ``split`` (validation) after every
+        epoch, logged as ``val_<name>``; ``monitor`` may name one of them. None (default): Keras'
+        compiled metrics only."""
+        return None
+
     def print_metrics(self, metrics: Mapping[str, Any]) -> None:
         """Readable form of ``evaluate``'s result (the runner prints the JSON line after it)."""
         width = max(len(k) for k in metrics) if metrics else 0

@@ -17,9 +17,13 @@ from tasks.runner import run_dir as rd
 
 
 def compile_model(task, config, model) -> None:
-    """Adam with gradient clipping; Keras adds loss scaling itself under ``mixed_float16``."""
+    """Adam with gradient clipping (and an exponential moving average of the weights when
+    ``ema_momentum`` > 0); Keras adds loss scaling itself under ``mixed_float16``."""
+    if not 0.0 <= config.ema_momentum < 1.0:
+        raise ValueError(f"ema_momentum must be in [0, 1), got {config.ema_momentum!r}")
+    ema = {"use_ema": True, "ema_momentum": config.ema_momentum} if config.ema_momentum else {}
     optimizer = keras.optimizers.Adam(learning_rate=config.learning_rate,
-                                      clipnorm=config.clipnorm or None)
+                                      clipnorm=config.clipnorm or None, **ema)
     model.compile(optimizer=optimizer, **task.compile_kwargs(config))
 
 
@@ -82,6 +86,7 @@ def train(task, config, run_dir: str, *, overwrite: bool = False, verbose: int =
     nan_stop = cb.StopOnNaN()
     history_path = rd.path(run_dir, rd.HISTORY)
     callbacks = [
+        *epoch_evaluation(task, config, preprocessor, splits.validation),  # first: adds to logs
         nan_stop,
         cb.HistoryWriter(history_path),
         cb.AtomicBestCheckpoint(rd.path(run_dir, rd.MODEL), _val(task.monitor),
@@ -118,6 +123,16 @@ def train(task, config, run_dir: str, *, overwrite: bool = False, verbose: int =
                             plots_dir=rd.path(run_dir, rd.PLOTS))
     rd.write_json_atomic(rd.path(run_dir, "metrics.json"), {"validation": metrics})
     return metrics
+
+
+def epoch_evaluation(task, config, preprocessor, split) -> list:
+    """The callbacks that must run first at each epoch end: with ``ema_momentum``, the swap of
+    the averaged weights into the model (so validation, the task's epoch metrics and the
+    checkpoint all see them; the raw weights come back at the next epoch's start), then the
+    task's own epoch metrics."""
+    out = [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if config.ema_momentum else []
+    evaluate = task.epoch_metrics(config, preprocessor, split)
+    return out + ([] if evaluate is None else [cb.EpochEvaluation(evaluate)])
 
 
 def _lr_schedule(task, config) -> list:

@@ -68,7 +68,9 @@ def tune(task, config, tune_dir: str, *, tuner_kind: str = "random", max_trials:
     warnings.filterwarnings("ignore", message="Your input ran out of data")
     tuner.search(train_ds, validation_data=val_ds, epochs=config.epochs, verbose=verbose,
                  shuffle=False,
-                 callbacks=[keras.callbacks.EarlyStopping(monitor=monitor, mode=task.monitor_mode,
+                 callbacks=[*training.epoch_evaluation(task, config, preprocessor,
+                                                       splits.validation),
+                            keras.callbacks.EarlyStopping(monitor=monitor, mode=task.monitor_mode,
                                                           patience=config.patience)])
     trials = tuner.oracle.get_best_trials(num_trials=max(1, len(tuner.oracle.trials)))
     trials = [t for t in trials if t.score is not None]

@@ -14,8 +14,7 @@ import pytest
 import tensorflow as tf
 
 from models.crf import CRFModel
-from models.tagger import CASING_CLASSES
-from pipelines import tags as tagging
+from pipelines.ner_features import replace_singletons
 from tasks import ner
 from tasks.runner import cli, training
 from tasks.runner import config as config_lib
@@ -56,26 +55,6 @@ def trained(task, overfit_data, tmp_path_factory):
     return run_dir, metrics
 
 
-def test_casing_classes_in_graph():
-    tokens = ["", "3.5", "1,000", "EU", "U.S", "Paris", "said", "iPhone", "A380", ",", "中国"]
-    want = ["<pad>", "numeric", "numeric", "upper", "upper", "title", "lower", "mixed",
-            "has_digit", "punct", "other"]
-    got = ner.casing_ids(tf.constant([tokens])).numpy()[0]
-    assert [CASING_CLASSES[i] for i in got] == want
-
-
-@pytest.mark.parametrize("target", ["IOB1", "IOB2", "BIOES"])
-def test_in_graph_tag_conversion_matches_pipelines_tags(target):
-    sequences = [["B-PER", "I-PER", "O", "B-LOC"], ["B-ORG", "B-ORG", "I-ORG", "O"],
-                 ["O", "O", "O", "O"], ["B-MISC", "I-MISC", "I-MISC", "B-PER"]]
-    for source in ("IOB2", "BIOES"):
-        rows = [tagging.convert(s, "IOB2", source) + [""] for s in sequences]  # padded column
-        got = ner.convert_tags_graph(tf.constant(rows), source, target).numpy().astype(str)
-        for row, seq in zip(got.tolist(), sequences):
-            assert row[:-1] == tagging.convert(seq, "IOB2", target), (source, target, seq)
-            assert row[-1] == ""
-
-
 def test_spans_with_character_offsets_and_highlight():
     sentence = "Angela  Merkel visited the U.S. today."
     tokens = ["Angela", "Merkel", "visited", "the", "U", ".", "S", ".", "today", "."]
@@ -113,6 +92,30 @@ def test_training_overfits_twenty_sentences_to_f1_one(trained):
     assert isinstance(model, CRFModel)
     history = json.load(open(os.path.join(run_dir, "history.json"), encoding="utf-8"))
     assert history[-1]["loss"] < 0.1 * history[0]["loss"]
+
+
+def test_checkpoint_is_selected_on_epoch_entity_f1(trained):
+    run_dir, metrics = trained
+    history = json.load(open(os.path.join(run_dir, "history.json"), encoding="utf-8"))
+    scores = [entry["val_entity_f1"] for entry in history]
+    assert len(scores) >= 2 and all(0.0 <= s <= 1.0 for s in scores)
+    # The kept checkpoint is the best epoch by seqeval F1, and re-evaluating it gives that F1.
+    assert metrics["f1"] == pytest.approx(max(scores), abs=1e-9)
+
+
+def test_epoch_evaluation_adds_val_metrics_and_survives_deepcopy():
+    import copy
+
+    from tasks.runner.callbacks import EpochEvaluation
+
+    seen = []
+    callback = EpochEvaluation(lambda model: seen.append(model) or {"entity_f1": 0.5,
+                                                                   "val_bleu": 7})
+    clone = copy.deepcopy([callback])[0]  # what Keras Tuner does for every trial
+    assert clone is not callback and clone.evaluate is callback.evaluate
+    logs = {"loss": 1.0}
+    clone.on_epoch_end(0, logs)
+    assert logs == {"loss": 1.0, "val_entity_f1": 0.5, "val_bleu": 7.0} and seen == [None]
 
 
 def test_cli_evaluate_prints_table_and_json_last(trained, capsys):
@@ -176,7 +179,7 @@ def test_singleton_words_become_unk_only_in_training(task):
     assert (train_ids == OOV_ID).sum() == singleton[eval_ids].sum() + (eval_ids == OOV_ID).sum()
     assert singleton[eval_ids].any()  # ... and evaluation sees the words themselves
     ids = tf.constant([5, 6, 0])
-    kept = ner.replace_singletons(ids, tf.constant([False] * 5 + [True, False]), 0.0, 1)
+    kept = replace_singletons(ids, tf.constant([False] * 5 + [True, False]), 0.0, 1)
     np.testing.assert_array_equal(kept, [5, 6, 0])
     with pytest.raises(ValueError, match="singleton_unk"):
         tiny_config(FIXTURE, singleton_unk=1.5)
