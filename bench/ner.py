@@ -1,11 +1,11 @@
 """NER benchmark: CoNLL-2003 valid entity F1 for the CRF and softmax heads, WNUT-17 test F1.
 
-    python bench/ner.py --minutes 30 [--max-examples 0] [--epochs 30] [--set key=value ...]
+    python bench/ner.py --minutes 45 [--max-examples 0] [--epochs 30] [--set key=value ...]
                         [--heads crf,softmax] [--no-wnut] [--data-dir ../shared/data]
 
 Each head trains on ``conll2003/train.txt`` through the shared runner (best checkpoint chosen
-on ``valid.txt`` by the validation tag F1, early stopping), and reports the seqeval strict
-entity F1 of that checkpoint on valid. WNUT-17 (``wnut17/``: train, dev for selection, test
+on ``valid.txt`` by the per-epoch seqeval entity F1, early stopping), and reports the seqeval
+strict entity F1 of that checkpoint on valid. WNUT-17 (``wnut17/``: train, dev for selection, test
 annotated) trains the CRF head and reports test F1. No external embeddings unless ``--set
 embeddings=PATH``.
 
@@ -17,8 +17,8 @@ the budget by a few minutes (``wall_seconds`` says by how much). Scores depend o
 and the machine's load: the JSON line reports epochs (fractional) and seconds next to each.
 
 The last stdout line is one JSON object: ``valid_f1_crf``, ``valid_f1_softmax``,
-``wnut17_test_f1`` (percent), ``epochs_*``, ``train_seconds_*``, ``minutes_budget``,
-``wall_seconds``, ``cpu_count``, ``config``.
+``wnut17_test_f1`` (percent), ``epochs_*``, ``best_epoch_*``, ``train_seconds_*``,
+``minutes_budget``, ``wall_seconds``, ``cpu_count``, ``config``.
 """
 
 from __future__ import annotations
@@ -49,7 +49,10 @@ def run(task, config, run_dir: str, seconds: float, test: bool = False) -> dict:
     start = time.time()
     metrics = training.train(task, config, run_dir, verbose=0, extra_callbacks=[budget])
     task.print_metrics(metrics)
+    with open(rd.path(run_dir, rd.HISTORY), encoding="utf-8") as f:
+        scores = [entry[f"val_{task.monitor}"] for entry in json.load(f)]
     out = {"valid_f1": 100 * metrics["f1"], "epochs": budget.epochs_run(),
+           "best_epoch": scores.index(max(scores)) + 1,
            "train_seconds": round(time.time() - start, 1)}
     if test:
         config, preprocessor, model = rd.load_run(task, run_dir)
@@ -60,7 +63,7 @@ def run(task, config, run_dir: str, seconds: float, test: bool = False) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--minutes", type=float, default=30.0, help="total wall-clock budget")
+    parser.add_argument("--minutes", type=float, default=45.0, help="total wall-clock budget")
     parser.add_argument("--epochs", type=int, default=30, help="upper bound on epochs")
     parser.add_argument("--max-examples", type=int, default=0, help="cap train (0 = all)")
     parser.add_argument("--heads", default="crf,softmax", help="comma list of crf, softmax")
@@ -96,7 +99,7 @@ def main() -> None:
               flush=True)
         out = run(task, config, os.path.join(work, f"conll_{head}"), SHARES[head] * budget)
         result.update({f"valid_f1_{head}": round(out["valid_f1"], 2),
-                       f"epochs_{head}": out["epochs"],
+                       f"epochs_{head}": out["epochs"], f"best_epoch_{head}": out["best_epoch"],
                        f"train_seconds_{head}": out["train_seconds"]})
         print(json.dumps(out), flush=True)
     wnut = os.path.join(args.data_dir, "wnut17")
@@ -107,6 +110,7 @@ def main() -> None:
                   test=True)
         result.update({"wnut17_test_f1": round(out["test_f1"], 2),
                        "wnut17_dev_f1": round(out["valid_f1"], 2), "epochs_wnut17": out["epochs"],
+                       "best_epoch_wnut17": out["best_epoch"],
                        "train_seconds_wnut17": out["train_seconds"]})
     result["wall_seconds"] = round(time.time() - wall, 1)
     print(json.dumps(result, sort_keys=True))

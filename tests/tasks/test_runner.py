@@ -157,6 +157,54 @@ def test_learning_rate_halves_when_validation_stalls(task, csv_path, tmp_path):
     np.testing.assert_allclose(record.rates, [1e-9, 1e-9], rtol=1e-5)  # lr_patience=0: off
 
 
+class RecordWeights(keras.callbacks.Callback):
+    """The weights after the last training step (raw) and those validation/checkpoint saw."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.raw = self.model.get_weights()
+
+    def on_train_begin(self, logs=None):
+        self.validated = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.validated.append(self.model.get_weights())
+
+
+@pytest.mark.parametrize("ema", [0.0, 0.9])
+def test_ema_weights_are_validated_and_checkpointed(task, csv_path, tmp_path, ema):
+    record = RecordWeights()
+    run_dir = str(tmp_path / "run")
+    config = tiny_config(csv_path, epochs=2, learning_rate=0.05, ema_momentum=ema)
+    training.train(task, config, run_dir, verbose=0, extra_callbacks=[record])
+    same = [np.array_equal(a, b) for a, b in zip(record.raw, record.validated[-1])]
+    # With EMA the trained variables seen at epoch end are the average, not the last step's.
+    assert all(same) if not ema else not any(same[:1]) and not all(same)
+    # The checkpoint holds the weights that were validated at the best epoch.
+    history = json.load(open(os.path.join(run_dir, "history.json"), encoding="utf-8"))
+    scores = [entry["val_accuracy"] for entry in history]
+    saved = keras.saving.load_model(os.path.join(run_dir, "model.keras"), compile=False)
+    for a, b in zip(saved.get_weights(), record.validated[scores.index(max(scores))]):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="ema_momentum"):
+        training.compile_model(task, tiny_config(csv_path, ema_momentum=1.0), saved)
+
+
+def test_ema_warms_up_instead_of_trailing_the_initial_weights():
+    var = keras.Variable(np.zeros(2, "float32"))
+    optimizer = training.Adam(learning_rate=0.1, use_ema=True, ema_momentum=0.999)
+    average, values = None, []
+    for step in range(4):
+        optimizer.apply([keras.ops.convert_to_tensor(np.array([-1.0, 1.0], "float32"))], [var])
+        value = keras.ops.convert_to_numpy(var)
+        m = min(0.999, step / (10 + step))  # step 0 copies the weights
+        average = value if average is None else m * average + (1 - m) * value
+        values.append(value)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(optimizer._model_variables_moving_average[0]), average,
+        rtol=1e-5)
+    assert abs(average[0]) > 0.5 * abs(values[-1][0])  # Keras' own EMA would sit at step 0's
+
+
 def nan_loss(y_true, y_pred):
     return keras.ops.mean(y_pred) * float("nan")
 
