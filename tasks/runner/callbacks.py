@@ -112,6 +112,31 @@ class EpochEvaluation(keras.callbacks.Callback):
             logs[name if name.startswith("val_") else f"val_{name}"] = float(value)
 
 
+class SwapEMAWeights(keras.callbacks.SwapEMAWeights):
+    """``keras.callbacks.SwapEMAWeights(swap_on_epoch=True)`` that survives BackupAndRestore.
+
+    The backup is taken at an epoch end, when the average is swapped into the model (so the
+    checkpoint and the epoch metrics see it). Keras' callback starts every ``fit`` assuming
+    the raw weights are in the model, so a resumed run would go on training from the average
+    and average the raw weights. A fit that starts with a step count > 0 was restored from
+    such a backup: the first epoch begins by swapping the raw weights back.
+    """
+
+    def __init__(self):
+        super().__init__(swap_on_epoch=True)
+        self._first_epoch = True
+
+    def on_train_begin(self, logs=None):
+        self._first_epoch = True
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self._first_epoch:
+            self._first_epoch = False
+            if int(keras.ops.convert_to_numpy(self.model.optimizer.iterations)) > 0:
+                self._ema_weights_in_model = True
+        super().on_epoch_begin(epoch, logs)
+
+
 class HistoryWriter(keras.callbacks.Callback):
     """Appends each finished epoch's logs to ``history.json`` (kept across resumes)."""
 

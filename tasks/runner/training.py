@@ -150,7 +150,7 @@ def epoch_evaluation(task, config, preprocessor, split) -> list:
     the averaged weights into the model (so validation, the task's epoch metrics and the
     checkpoint all see them; the raw weights come back at the next epoch's start), then the
     task's own epoch metrics."""
-    out = [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if config.ema_momentum else []
+    out = [cb.SwapEMAWeights()] if config.ema_momentum else []
     evaluate = task.epoch_metrics(config, preprocessor, split)
     return out + ([] if evaluate is None else [cb.EpochEvaluation(evaluate)])
 
