@@ -5,9 +5,11 @@
 
 Each head trains on ``conll2003/train.txt`` through the shared runner (best checkpoint chosen
 on ``valid.txt`` by the per-epoch seqeval entity F1, early stopping), and reports the seqeval
-strict entity F1 of that checkpoint on valid. WNUT-17 (``wnut17/``: train, dev for selection, test
-annotated) trains the CRF head and reports test F1. No external embeddings unless ``--set
-embeddings=PATH``.
+strict entity F1 of that checkpoint on valid: with the default document context (a
+``-DOCSTART-`` document's repeated words pooled, ``models.document_context``) and sentence by
+sentence (``valid_sentence_f1_*``; ``--set document_context=0`` also selects on the latter).
+WNUT-17 (``wnut17/``: train, dev for selection, test annotated; no documents) trains the CRF
+head and reports test F1. No external embeddings unless ``--set embeddings=PATH``.
 
 ``--minutes`` is the wall-clock budget for everything: it is split into training budgets
 (CRF 40%, softmax 25%, WNUT 20%; the rest is data loading and evaluation), and training
@@ -17,8 +19,8 @@ the budget by a few minutes (``wall_seconds`` says by how much). Scores depend o
 and the machine's load: the JSON line reports epochs (fractional) and seconds next to each.
 
 The last stdout line is one JSON object: ``valid_f1_crf``, ``valid_f1_softmax``,
-``wnut17_test_f1`` (percent), ``epochs_*``, ``best_epoch_*``, ``train_seconds_*``,
-``minutes_budget``, ``wall_seconds``, ``cpu_count``, ``config``.
+``valid_sentence_f1_*``, ``wnut17_test_f1`` (percent), ``epochs_*``, ``best_epoch_*``,
+``train_seconds_*``, ``minutes_budget``, ``wall_seconds``, ``cpu_count``, ``config``.
 """
 
 from __future__ import annotations
@@ -51,7 +53,9 @@ def run(task, config, run_dir: str, seconds: float, test: bool = False) -> dict:
     task.print_metrics(metrics)
     with open(rd.path(run_dir, rd.HISTORY), encoding="utf-8") as f:
         scores = [entry[f"val_{task.monitor}"] for entry in json.load(f)]
-    out = {"valid_f1": 100 * metrics["f1"], "epochs": budget.epochs_run(),
+    out = {"valid_f1": 100 * metrics["f1"],
+           "valid_sentence_f1": 100 * metrics.get("sentence_f1", metrics["f1"]),
+           "epochs": budget.epochs_run(),
            "best_epoch": scores.index(max(scores)) + 1,
            "train_seconds": round(time.time() - start, 1)}
     if test:
@@ -99,6 +103,7 @@ def main() -> None:
               flush=True)
         out = run(task, config, os.path.join(work, f"conll_{head}"), SHARES[head] * budget)
         result.update({f"valid_f1_{head}": round(out["valid_f1"], 2),
+                       f"valid_sentence_f1_{head}": round(out["valid_sentence_f1"], 2),
                        f"epochs_{head}": out["epochs"], f"best_epoch_{head}": out["best_epoch"],
                        f"train_seconds_{head}": out["train_seconds"]})
         print(json.dumps(out), flush=True)

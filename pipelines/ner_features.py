@@ -5,6 +5,7 @@
 * :func:`replace_singletons`: training-time [UNK] replacement of rare words.
 * :func:`convert_tags_graph`: tag scheme conversion of padded tag-string batches (the in-graph
   twin of :func:`pipelines.tags.convert`).
+* :func:`document_keys`: word identities and capitalisation for document-context pooling.
 """
 
 from __future__ import annotations
@@ -69,3 +70,13 @@ def replace_singletons(word_ids, singleton, rate: float, seed: int):
     drop = tf.gather(singleton, word_ids) & (
         tf.random.uniform(tf.shape(word_ids), seed=seed) < rate)
     return tf.where(drop, OOV_ID, word_ids)
+
+
+def document_keys(tokens):
+    """string ``[...]`` -> (int64 ``[...]`` word identity, bool ``[...]`` capitalised) for
+    ``models.document_context.pool_repeated_tokens``: the key is a 62-bit hash of the
+    lowercased token (so "JAPAN" in a headline and "Japan" in the text are one word); the
+    potentials of tokens that start with an upper-case letter are pooled."""
+    tokens = tf.convert_to_tensor(tokens, tf.string)
+    keys = tf.strings.to_hash_bucket_fast(tf.strings.lower(tokens, encoding="utf-8"), 2 ** 62)
+    return keys, tf.strings.regex_full_match(tokens, r"\p{Lu}.*")

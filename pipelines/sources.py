@@ -56,7 +56,9 @@ def load(task: str, source: str | None = None, *, seed: int = 1337, max_examples
     * sentiment: ``{"text": string [], "label": int32 []}``; sources ``imdb`` (default),
       ``rotten_tomatoes``, ``tfds:imdb_reviews``, a CSV/TSV/JSONL file (options
       ``text_column``, ``label_column``, ``class_names``) or an aclImdb-style directory.
-    * ner: ``{"tokens": string [None], "tags": string [None]}``; sources ``synthetic``
+    * ner: ``{"tokens": string [None], "tags": string [None], "document": int64 []}``
+      (``document``: the sentence's ``-DOCSTART-`` document in its file; a sentence outside
+      any document gets a negative id of its own); sources ``synthetic``
       (default, offline), ``conll2003`` / ``tfds:NAME`` (online), a CoNLL directory or file.
       Options ``scheme`` (target, default "IOB2"), ``repair`` (default False),
       ``input_scheme`` (default detected).
@@ -271,8 +273,11 @@ def _build_ner(raw: RawSplits, options) -> tuple[dict, dict]:
         converted = [tagging.convert(s.tags, scheme, target, repair=repair, path=s.path,
                                      lines=s.lines) for s in sentences]
         tokens = [s.tokens for s in sentences]
+        # A sentence outside any -DOCSTART- document is a document of its own (id < 0).
+        documents = [s.document if s.document >= 0 else -1 - i for i, s in enumerate(sentences)]
         out[split] = tf.data.Dataset.from_tensor_slices(
-            {"tokens": _ragged(tokens, tf.string), "tags": _ragged(converted, tf.string)}
+            {"tokens": _ragged(tokens, tf.string), "tags": _ragged(converted, tf.string),
+             "document": tf.constant(documents, tf.int64)}
         ).map(_dense)
         spans = [tagging.to_spans(t, target) for t in converted]
         counts = collections.Counter(kind for sp in spans for kind, _, _ in sp)

@@ -11,7 +11,9 @@ scheme for metrics (seqeval, strict) and serving. Serving takes raw sentences an
 them in the graph with :func:`pipelines.vocab.tokenize` (whitespace separates; every
 punctuation/symbol character is a token of its own: ``"U.S."`` -> ``U . S .``).
 In-graph features (casing, singleton [UNK], tag conversion) are in
-:mod:`pipelines.ner_features`. Reads top-down: config -> preprocessing -> metrics -> serving
+:mod:`pipelines.ner_features`. Evaluation (:mod:`tasks.ner_eval`) and the export's
+``tag_document`` signature add document context (:mod:`models.document_context`): repeated
+words of a ``-DOCSTART-`` document share their evidence. Reads top-down: config -> preprocessing -> metrics -> serving
 -> task.
 """
 
@@ -26,12 +28,14 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from models.document_context import pool_repeated_tokens
 from models.embeddings import format_coverage, load_word_vectors
 from models.tagger import build_tagger_model, decode_tags
 from pipelines import batching, sources
 from pipelines import tags as tagging
-from pipelines.ner_features import casing_ids, convert_tags_graph, replace_singletons
+from pipelines.ner_features import casing_ids, convert_tags_graph, document_keys, replace_singletons
 from pipelines.vocab import OOV_ID, CharVocabulary, LabelLookup, TokenVocabulary, tokenize
+from tasks.ner_eval import SplitTagger, entity_metrics  # noqa: F401 (entity_metrics: API)
 from tasks.runner.cli import main
 from tasks.runner.config import TaskConfig
 from tasks.runner.task import Preprocessor, Task
@@ -60,10 +64,14 @@ class NerConfig(TaskConfig):
     patience: int = 5
     lr_patience: int = 2
     ema_momentum: float = 0.999    # steadier valid F1 (CoNLL, one run each: 90.1 vs 89.5)
+    # Weight of the document mean in a capitalised token's potentials at evaluation (repeated
+    # words of a -DOCSTART- document, models.document_context); 0 = sentence level only.
+    document_context: float = 0.5
 
     def __post_init__(self):
-        if not 0.0 <= self.singleton_unk <= 1.0:
-            raise ValueError(f"singleton_unk must be in [0, 1], got {self.singleton_unk!r}")
+        for name in ("singleton_unk", "document_context"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)!r}")
 
 
 # ---- preprocessing ------------------------------------------------------------------------
@@ -111,15 +119,6 @@ def singleton_ids(preprocessor, split) -> np.ndarray:
     return counts == 1
 
 
-def _predict_fn(model):
-    """tf.function: features -> tag ids [B, T] (Viterbi or argmax; 0 at padding)."""
-    @tf.function(reduce_retracing=True)
-    def predict(features):
-        return decode_tags(model, model(features, training=False),
-                           tf.not_equal(features["word_ids"], 0))
-    return predict
-
-
 # ---- metrics ------------------------------------------------------------------------------
 @keras.saving.register_keras_serializable(package="recurrent_suite")
 class TagF1(keras.metrics.Metric):
@@ -155,48 +154,44 @@ class TagF1(keras.metrics.Metric):
         return {**super().get_config(), "outside_id": self.outside_id}
 
 
-def entity_metrics(gold: list[list[str]], pred: list[list[str]], scheme: str) -> dict:
-    """seqeval strict entity P/R/F1 (micro) + per type, and token accuracy. Tags in ``scheme``."""
-    from seqeval.metrics import classification_report
-    from seqeval.scheme import IOB1, IOB2, IOBES
-
-    scheme_class = {"IOB1": IOB1, "IOB2": IOB2, "BIOES": IOBES}[scheme]
-    report = classification_report(gold, pred, mode="strict", scheme=scheme_class,
-                                   output_dict=True, zero_division=0)
-    micro = report.pop("micro avg")
-    per_type = {k: {"precision": float(v["precision"]), "recall": float(v["recall"]),
-                    "f1": float(v["f1-score"]), "support": int(v["support"])}
-                for k, v in report.items() if not k.endswith(" avg")}
-    tokens = sum(len(s) for s in gold)
-    correct = sum(g == p for gs, ps in zip(gold, pred) for g, p in zip(gs, ps))
-    return {"f1": float(micro["f1-score"]), "precision": float(micro["precision"]),
-            "recall": float(micro["recall"]), "token_accuracy": correct / max(tokens, 1),
-            "entities": int(micro["support"]), "examples": len(gold), "per_type": per_type}
-
-
 # ---- serving ------------------------------------------------------------------------------
 class NerServing(tf.Module):
     """``serving_default(text: string [batch])`` -> ``tokens`` string [batch, T], ``tags``
-    string [batch, T] (the corpus's scheme; "" at padding), ``lengths`` int32 [batch]."""
+    string [batch, T] (the corpus's scheme; "" at padding), ``lengths`` int32 [batch]: every
+    sentence on its own. ``tag_document(text)``: the same, the batch being the sentences of
+    ONE document (in order), with the document context used in evaluation."""
 
-    def __init__(self, model, preprocessor: NerPreprocessor):
+    signature_names = ("serving_default", "tag_document")
+
+    def __init__(self, model, preprocessor: NerPreprocessor, document_context: float = 0.5):
         super().__init__()
         self.model = model
         self.words, self.chars, self.labels = (preprocessor.words, preprocessor.chars,
                                                preprocessor.labels)
         self.preprocessor = preprocessor
+        self.document_context = float(document_context)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
     def serving_default(self, text):
+        return self._tag(text, 0.0)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
+    def tag_document(self, text):
+        return self._tag(text, self.document_context)
+
+    def _tag(self, text, document_context):
         ragged = tokenize(text)
         lengths = tf.cast(ragged.row_lengths(), tf.int32)
         tokens = ragged.to_tensor("")
         # One column at least: an all-empty batch still has a (fully masked) timestep.
         tokens = tf.pad(tokens, [[0, 0], [0, tf.maximum(0, 1 - tf.shape(tokens)[1])]])
         features = self.preprocessor.features(tokens)
-        ids = decode_tags(self.model, self.model(features, training=False),
-                          tf.not_equal(features["word_ids"], 0))
-        tags = self.labels.decode(ids)
+        mask = tf.not_equal(features["word_ids"], 0)
+        potentials = self.model(features, training=False)
+        if document_context > 0:
+            keys, capital = document_keys(tokens)
+            potentials = pool_repeated_tokens(potentials, keys, mask, capital, document_context)
+        tags = self.labels.decode(decode_tags(self.model, potentials, mask))
         tags = tf.where(tf.equal(tokens, ""), "", tags)
         tags = convert_tags_graph(tags, self.preprocessor.scheme,
                                   self.preprocessor.input_scheme)
@@ -307,50 +302,44 @@ class NerTask(Task):
         loss = None if config.crf else "sparse_categorical_crossentropy"
         return {"loss": loss, "metrics": metrics}
 
-    def predict_tags(self, predict, preprocessor, dataset):
-        """(gold, predicted) tag-string sequences in the corpus's scheme, one per sentence.
-
-        ``predict``: :func:`_predict_fn` of the model; ``dataset``: ``make_dataset(...,
-        training=False)`` of the split."""
-        names = np.array(preprocessor.tag_names)
-        gold, pred = [], []
-        for features, tags in dataset:
-            lengths = np.sum(features["word_ids"].numpy() != 0, axis=1)
-            ids = predict(features).numpy()
-            for n, g, p in zip(lengths, tags.numpy(), ids):
-                gold.append(list(names[g[:n]]))
-                pred.append(list(names[p[:n]]))
-        source, target = preprocessor.scheme, preprocessor.input_scheme
-        with warnings.catch_warnings():  # softmax outputs may hold invalid sequences
-            warnings.simplefilter("ignore")
-            pred = [tagging.convert(p, source, target, repair=True) for p in pred]
-        gold = [tagging.convert(g, source, target) for g in gold]
-        return gold, pred
-
     def evaluate(self, config, model, preprocessor, split, plots_dir=None):
-        dataset = self.make_dataset(config, preprocessor, split, training=False)
-        gold, pred = self.predict_tags(_predict_fn(model), preprocessor, dataset)
-        return {**entity_metrics(gold, pred, preprocessor.input_scheme),
-                "scheme": preprocessor.input_scheme}
+        tagger = SplitTagger(preprocessor, split, config.batch_size, config.document_context)
+        return self._score(tagger(model), preprocessor.input_scheme, config.document_context)
 
     def epoch_metrics(self, config, preprocessor, split):
-        """``val_entity_f1`` (seqeval strict) after every epoch: the checkpoint, early stopping
-        and the tuner select on the metric that is reported, not on a token-level proxy."""
-        dataset = self.make_dataset(config, preprocessor, split, training=False)
-        traced = {}  # one tf.function per model (a tuner builds one per trial)
+        """``val_entity_f1`` (seqeval strict, with document context where the split has
+        documents) after every epoch: the checkpoint, early stopping and the tuner select on
+        the metric that is reported, not on a token-level proxy."""
+        tagger = SplitTagger(preprocessor, split, config.batch_size, config.document_context)
 
         def evaluate(model):
-            if traced.get("model") is not model:
-                traced.update(model=model, predict=_predict_fn(model))
-            gold, pred = self.predict_tags(traced["predict"], preprocessor, dataset)
-            return {"entity_f1": entity_metrics(gold, pred, preprocessor.input_scheme)["f1"]}
+            metrics = self._score(tagger(model), preprocessor.input_scheme,
+                                  config.document_context)
+            out = {"entity_f1": metrics["f1"]}
+            if "sentence_f1" in metrics:
+                out["sentence_entity_f1"] = metrics["sentence_f1"]
+            return out
         return evaluate
+
+    @staticmethod
+    def _score(tagged, scheme, weight):
+        gold, sentence, document = tagged
+        if document is None:
+            return {**entity_metrics(gold, sentence, scheme), "scheme": scheme}
+        level = entity_metrics(gold, sentence, scheme)
+        return {**entity_metrics(gold, document, scheme), "scheme": scheme,
+                "document_context": weight,
+                **{f"sentence_{k}": level[k] for k in ("f1", "precision", "recall")}}
 
     def print_metrics(self, metrics):
         print(f"  entity F1 {metrics['f1']:.4f}  precision {metrics['precision']:.4f}  "
               f"recall {metrics['recall']:.4f}  token accuracy {metrics['token_accuracy']:.4f}"
               f"  ({metrics['entities']} entities, {metrics['examples']} sentences, seqeval "
               f"strict, {metrics.get('scheme', '')})")
+        if "sentence_f1" in metrics:
+            print(f"  (with document context {metrics['document_context']:g}; sentence by "
+                  f"sentence: F1 {metrics['sentence_f1']:.4f}  precision "
+                  f"{metrics['sentence_precision']:.4f}  recall {metrics['sentence_recall']:.4f})")
         rows = sorted(metrics.get("per_type", {}).items())
         width = max([8] + [len(kind) + 2 for kind, _ in rows])
         print(f"  {'type':<{width}}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>9}")
@@ -359,7 +348,7 @@ class NerTask(Task):
                   f"{row['f1']:>10.4f}{row['support']:>9}")
 
     def serving_module(self, config, model, preprocessor):
-        return NerServing(model, preprocessor)
+        return NerServing(model, preprocessor, config.document_context)
 
     def warmup_inputs(self, config):
         return {"text": np.array(self.demo_inputs["text"], dtype=object)}

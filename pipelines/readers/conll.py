@@ -26,17 +26,21 @@ _SKIP_SUFFIXES = (".md", ".rst", ".json", ".py", ".zip", ".gz")
 
 
 class Sentence(NamedTuple):
-    """One sentence: ``tokens`` [n], ``tags`` [n], the file line of each token [n], the file."""
+    """One sentence: ``tokens`` [n], ``tags`` [n], the file line of each token [n], the file,
+    and the index of its document in the file (-1: the file has no ``-DOCSTART-`` line
+    before it, so the sentence stands alone)."""
 
     tokens: list[str]
     tags: list[str]
     lines: list[int]
     path: str
+    document: int = -1
 
 
 def iter_conll(path: str | os.PathLike, *, token_column: int = 0,
                tag_column: int = -1) -> Iterator[Sentence]:
-    """Streams the sentences of a CoNLL file (``-DOCSTART-`` lines are dropped).
+    """Streams the sentences of a CoNLL file; ``-DOCSTART-`` lines start a new document
+    (``Sentence.document`` counts them from 0).
 
     Raises:
         DataError: A token line with a single column, or with a different number of columns
@@ -45,11 +49,12 @@ def iter_conll(path: str | os.PathLike, *, token_column: int = 0,
     name = os.fspath(path)
     width = None
     tokens, tags, lines = [], [], []
+    document = -1
     for number, raw in enumerate(read_text(path).split("\n"), start=1):
         line = raw.rstrip("\n")
         if not line.strip():
             if tokens:
-                yield Sentence(tokens, tags, lines, name)
+                yield Sentence(tokens, tags, lines, name, document)
                 tokens, tags, lines = [], [], []
             continue
         fields = line.split("\t") if "\t" in line else line.split()
@@ -57,8 +62,9 @@ def iter_conll(path: str | os.PathLike, *, token_column: int = 0,
         if fields[0] == "-DOCSTART-":
             # A document boundary is a sentence boundary even without the blank line.
             if tokens:
-                yield Sentence(tokens, tags, lines, name)
+                yield Sentence(tokens, tags, lines, name, document)
                 tokens, tags, lines = [], [], []
+            document += 1
             continue
         if len(fields) < 2:
             raise DataError("expected 'token ... tag' (at least 2 columns)", path, number, line)
@@ -78,7 +84,7 @@ def iter_conll(path: str | os.PathLike, *, token_column: int = 0,
         tags.append(tag)
         lines.append(number)
     if tokens:
-        yield Sentence(tokens, tags, lines, name)
+        yield Sentence(tokens, tags, lines, name, document)
 
 
 def read_conll(path: str | os.PathLike, *, scheme: str | None = None, repair: bool = False,

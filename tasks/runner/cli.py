@@ -45,6 +45,8 @@ def build_parser(task) -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="*", help="raw inputs (texts)")
     p.add_argument("--input-file", help="one input per line")
     p.add_argument("--json", action="store_true", help="print one JSON object per input")
+    p.add_argument("--signature", default="serving_default",
+                   help="serving signature to call (e.g. ner's tag_document)")
     task.add_predict_arguments(p)
 
     p = sub.add_parser("tune", help="Keras Tuner search; writes TUNE_DIR/best.json")
@@ -127,9 +129,13 @@ def run_command(task, args) -> int:
             config, preprocessor, model = rd.load_run(task, args.model)
             # Keep the module referenced: its tf.function methods hold it only weakly.
             module = task.serving_module(config, model, preprocessor)
-            serve = module.serving_default
+            names = getattr(module, "signature_names", ("serving_default",))
+            if args.signature not in names:
+                raise ValueError(f"--signature {args.signature!r}: the {task.name} serving "
+                                 f"module has {list(names)}")
+            serve = getattr(module, args.signature)
         else:
-            serve = export_lib.load_serving_function(args.model)
+            serve = export_lib.load_serving_function(args.model, args.signature)
             config = task.config_class()
         inputs = task.predict_inputs(config, args, _read_inputs(args))
         outputs = serve(**{k: tf.convert_to_tensor(v) for k, v in inputs.items()})

@@ -1,11 +1,12 @@
-"""In-graph NER features: casing classes and tag-scheme conversion of padded batches."""
+"""In-graph NER features: casing classes, tag-scheme conversion of padded batches, document
+keys."""
 
 import pytest
 import tensorflow as tf
 
 from models.tagger import CASING_CLASSES
 from pipelines import tags as tagging
-from pipelines.ner_features import casing_ids, convert_tags_graph
+from pipelines.ner_features import casing_ids, convert_tags_graph, document_keys
 
 
 def test_casing_classes_in_graph():
@@ -26,3 +27,12 @@ def test_in_graph_tag_conversion_matches_pipelines_tags(target):
         for row, seq in zip(got.tolist(), sequences):
             assert row[:-1] == tagging.convert(seq, "IOB2", target), (source, target, seq)
             assert row[-1] == ""
+
+
+def test_document_keys_ignore_case_and_flag_capitalised_tokens():
+    tokens = tf.constant([["JAPAN", "Japan", "japan", "Éire", "ÉIRE", "Paris", "", "said"]])
+    keys, capital = document_keys(tokens)
+    keys = keys.numpy()[0].tolist()
+    assert len(set(keys[:3])) == 1 and keys[3] == keys[4]
+    assert len({keys[0], keys[3], keys[5], keys[7]}) == 4
+    assert capital.numpy()[0].tolist() == [True, True, False, True, True, True, False, False]

@@ -23,6 +23,21 @@ def test_iter_conll_keeps_line_numbers(fixtures_dir):
     assert first.path.endswith("train.txt")
 
 
+def test_docstart_lines_number_the_documents(tmp_path):
+    path = tmp_path / "docs.txt"
+    path.write_text("Lone O\n\n-DOCSTART- -X- O\n\nA B-PER\n\nB O\n-DOCSTART- -X- O\nC O\n",
+                    encoding="utf-8")
+    sentences = list(conll.iter_conll(path))
+    assert [(s.tokens, s.document) for s in sentences] == [
+        (["Lone"], -1), (["A"], 0), (["B"], 0), (["C"], 1)]
+    # Through load: documents keep their index, a sentence outside any gets its own id < 0.
+    splits = sources.load("ner", str(path), seed=0)
+    ids = {tuple(e["tokens"].numpy().astype(str)): int(e["document"].numpy())
+           for part in (splits.train, splits.validation, splits.test) if part is not None
+           for e in part}
+    assert ids[("A",)] == ids[("B",)] == 0 and ids[("C",)] == 1 and ids[("Lone",)] < 0
+
+
 def test_read_wnut_tab_layout(fixtures_dir):
     sentences = conll.read_conll(fixtures_dir / "conll/wnut/wnut17train.conll")
     assert [len(t) for t, _ in sentences] == [17, 4]

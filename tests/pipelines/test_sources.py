@@ -106,7 +106,8 @@ def test_imdb_and_rotten_tomatoes_split_sizes():
     ("char_generation", "names", {"text": STRING}),
     ("char_generation", "shakespeare", {"text": STRING}),
     ("ner", "synthetic", {"tokens": tf.TensorSpec([None], tf.string),
-                          "tags": tf.TensorSpec([None], tf.string)}),
+                          "tags": tf.TensorSpec([None], tf.string),
+                          "document": tf.TensorSpec([], tf.int64)}),
     ("seq2seq", "dates", {"source": STRING, "target": STRING}),
 ])
 def test_named_sources_load_offline(task, source, spec):

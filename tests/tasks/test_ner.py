@@ -152,6 +152,57 @@ def test_export_serves_raw_sentences_in_a_fresh_process(task, trained, tmp_path,
     assert result["entities"][0] == {"text": "Angela Merkel", "type": "PER", "start": 0,
                                      "end": 13}
     assert [e["type"] for e in result["entities"]] == ["PER", "PER", "LOC"]
+    # No capitalised word repeats in SENTENCE: document context leaves it as it is.
+    document = export_lib.load_serving_function(target, "tag_document")(
+        text=tf.constant([SENTENCE]))
+    assert document["tags"].numpy().tolist() == serve(text=tf.constant([SENTENCE]))[
+        "tags"].numpy().tolist()
+
+
+def _document_split(sentences, document=0):
+    rows = [s.split() for s in sentences]
+    spec = {"tokens": tf.TensorSpec([None], tf.string), "tags": tf.TensorSpec([None], tf.string),
+            "document": tf.TensorSpec([], tf.int64)}
+    return tf.data.Dataset.from_generator(
+        lambda: ({"tokens": r, "tags": ["O"] * len(r), "document": document} for r in rows),
+        output_signature=spec)
+
+
+def test_document_context_in_evaluation_matches_the_tag_document_signature(task, trained):
+    from tasks.ner_eval import SplitTagger
+    from tasks.runner import run_dir as rd
+
+    run_dir, metrics = trained
+    # The fixture is one -DOCSTART- document: both levels are reported, selection used the first.
+    assert metrics["document_context"] == 0.5 and metrics["sentence_f1"] == 1.0
+    history = json.load(open(os.path.join(run_dir, "history.json"), encoding="utf-8"))
+    assert all("val_sentence_entity_f1" in entry for entry in history)
+    config, preprocessor, model = rd.load_run(task, run_dir)
+    texts = [SENTENCE, "MERKEL visited PARIS and Siemens .",
+             "Merkel said Paris and SIEMENS agree ."]
+    gold, sentence, document = SplitTagger(preprocessor, _document_split(texts), 2, 1.0)(model)
+    module = ner.NerServing(model, preprocessor, document_context=1.0)
+    for signature, tagged in ((module.serving_default, sentence), (module.tag_document, document)):
+        out = signature(tf.constant(texts))
+        served = {tuple(t[:n]): list(g[:n]) for t, g, n in zip(
+            out["tokens"].numpy().astype(str).tolist(), out["tags"].numpy().astype(str).tolist(),
+            out["lengths"].numpy())}
+        assert len(tagged) == 3 and all(
+            served[tuple(text.split())] in tagged for text in texts), signature
+    # Sentences outside any document, or weight 0: sentence level only.
+    assert SplitTagger(preprocessor, _document_split(texts, -1), 2, 1.0)(model)[2] is None
+    assert SplitTagger(preprocessor, _document_split(texts), 2, 0.0)(model)[2] is None
+
+
+def test_cli_predict_with_the_document_signature(trained, capsys):
+    run_dir, _ = trained
+    args = ["predict", "--model", run_dir, "--json", SENTENCE, "Merkel left ."]
+    assert cli.main(ner.NerTask(), args + ["--signature", "tag_document"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+    assert [r["text"] for r in rows] == [SENTENCE, "Merkel left ."]
+    assert rows[0]["entities"][0]["text"] == "Angela Merkel"
+    assert cli.main(ner.NerTask(), args + ["--signature", "nope"]) != 0
+    assert "tag_document" in capsys.readouterr().err
 
 
 def test_singleton_words_become_unk_only_in_training(task):
