@@ -13,8 +13,8 @@ punctuation/symbol character is a token of its own: ``"U.S."`` -> ``U . S .``).
 In-graph features (casing, singleton [UNK], tag conversion) are in
 :mod:`pipelines.ner_features`. Evaluation (:mod:`tasks.ner_eval`) and the export's
 ``tag_document`` signature add document context (:mod:`models.document_context`): repeated
-words of a ``-DOCSTART-`` document share their evidence. Reads top-down: config -> preprocessing -> metrics -> serving
--> task.
+words of a ``-DOCSTART-`` document share their evidence. Reads top-down: config ->
+preprocessing -> metrics -> serving -> task.
 """
 
 from __future__ import annotations
