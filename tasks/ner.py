@@ -163,7 +163,7 @@ class NerServing(tf.Module):
 
     signature_names = ("serving_default", "tag_document")
 
-    def __init__(self, model, preprocessor: NerPreprocessor, document_context: float = 0.5):
+    def __init__(self, model, preprocessor: NerPreprocessor, document_context: float):
         super().__init__()
         self.model = model
         self.words, self.chars, self.labels = (preprocessor.words, preprocessor.chars,
