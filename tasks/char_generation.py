@@ -258,6 +258,14 @@ class CharGenerationTask(Task):
         return {"prompt": np.array(prompts, dtype=object), "length": np.int32(16),
                 "temperature": np.float32(0.0)}
 
+    def warmup_requests(self, config):
+        # generate samples, but from a fixed seed: the same draw in every process and loader.
+        greedy = self.warmup_inputs(config)
+        sampled = {**greedy, "temperature": np.float32(0.8), "top_k": np.int32(5),
+                   "top_p": np.float32(0.9), "seed": np.int32(3)}
+        return {"serving_default": greedy, "generate": sampled,
+                "score": {"text": np.array([p or "a" for p in greedy["prompt"]], dtype=object)}}
+
     # ---- command line ---------------------------------------------------------------------
     def add_predict_arguments(self, parser):
         parser.add_argument("--prompt", default=None, help="text to continue (default: empty)")

@@ -353,6 +353,10 @@ class NerTask(Task):
     def warmup_inputs(self, config):
         return {"text": np.array(self.demo_inputs["text"], dtype=object)}
 
+    def warmup_requests(self, config):
+        inputs = self.warmup_inputs(config)
+        return {"serving_default": inputs, "tag_document": inputs}
+
     def show_predictions(self, config, args, inputs, outputs):
         texts = [t.decode("utf-8") for t in np.asarray(inputs["text"].numpy()).tolist()]
         results = []

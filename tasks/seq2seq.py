@@ -283,6 +283,10 @@ class Seq2SeqTask(Task):
             return {"text": np.array(self.demo_inputs["text"], dtype=object)}
         return {"text": np.array(["How are you?", "I like it."], dtype=object)}
 
+    def warmup_requests(self, config):
+        inputs = self.warmup_inputs(config)
+        return {"serving_default": inputs, "greedy": inputs}
+
     def add_predict_arguments(self, parser):
         parser.add_argument("--plot-attention", metavar="PNG",
                             help="draw the attention heatmap of each input (file, -N suffix "

@@ -136,6 +136,13 @@ class Task:
         """
         raise NotImplementedError
 
+    def warmup_requests(self, config) -> dict[str, dict[str, Any]]:
+        """``{signature: raw inputs}``: one TF Serving warm-up request per signature, each also
+        checked through both loaders in a fresh process, so each must be DETERMINISTIC.
+        Default: ``serving_default`` with :meth:`warmup_inputs`; tasks with more signatures add
+        theirs."""
+        return {"serving_default": self.warmup_inputs(config)}
+
     def add_predict_arguments(self, parser: argparse.ArgumentParser) -> None:
         """Extra ``predict`` flags. The runner already adds ``--model``, positional ``inputs``,
         ``--input-file``, ``--json``."""

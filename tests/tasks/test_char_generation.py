@@ -12,6 +12,7 @@ from tasks import char_generation as cg
 from tasks.runner import cli, training, tuning
 from tasks.runner import config as config_lib
 from tasks.runner import export as export_lib
+from tests.tasks.export_checks import assert_loaders_agree
 from tasks.runner import run_dir as rd
 
 TINY = {"mode": "lines", "embedding_dim": 8, "units": 16, "num_layers": 1, "batch_size": 16,
@@ -111,6 +112,10 @@ def test_export_serves_without_project_code(run, module, tmp_path):
     # export() itself runs serving_default in a fresh interpreter that cannot import the
     # project and compares its answers with the in-memory module (greedy warm-up inputs).
     target = export_lib.export(cg.CharGenerationTask(), run_dir, str(tmp_path / "export"))
+    # TF Serving's session loader (and its warm-up replay) answer as tf.saved_model.load does.
+    task = cg.CharGenerationTask()
+    agreed = assert_loaders_agree(target, task.warmup_requests(rd.load_config(task, run_dir)))
+    assert set(agreed) == {"serving_default", "generate", "score"}
     loaded = tf.saved_model.load(target)
     assert set(loaded.signatures) == {"serving_default", "generate", "score"}
     out = loaded.signatures["serving_default"](prompt=tf.constant(["Ma", ""]),

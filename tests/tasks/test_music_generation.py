@@ -14,6 +14,7 @@ from tasks import music_generation as mg
 from tasks.runner import cli, training, tuning
 from tasks.runner import config as config_lib
 from tasks.runner import export as export_lib
+from tests.tasks.export_checks import assert_loaders_agree
 from tasks.runner import run_dir as rd
 
 TINY = {"unit": "beats", "embedding_dim": 8, "units": 16, "num_layers": 1, "batch_size": 16,
@@ -134,6 +135,10 @@ def test_generated_notes_survive_a_midi_round_trip(module, tmp_path):
 def test_export_generates_from_an_empty_or_given_prompt(run, module, tmp_path):
     # export() validates serving_default in a fresh process that cannot import the project.
     target = export_lib.export(mg.MusicGenerationTask(), run[0], str(tmp_path / "export"))
+    # TF Serving's session loader (and its warm-up replay) answer as tf.saved_model.load does.
+    task = mg.MusicGenerationTask()
+    agreed = assert_loaders_agree(target, task.warmup_requests(rd.load_config(task, run[0])))
+    assert set(agreed) == {"serving_default", "generate"}
     loaded = tf.saved_model.load(target)
     assert set(loaded.signatures) == {"serving_default", "generate"}
     empty = loaded.signatures["serving_default"](

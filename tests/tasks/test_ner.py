@@ -19,6 +19,7 @@ from tasks import ner
 from tasks.runner import cli, training
 from tasks.runner import config as config_lib
 from tasks.runner import export as export_lib
+from tests.tasks.export_checks import assert_loaders_agree
 
 FIXTURE = os.path.join(os.path.dirname(__file__), "..", "fixtures", "ner", "tiny_conll")
 # F1 1.0 on the training sentences after ~7 epochs; early stopping ends the run 3 later.
@@ -133,6 +134,11 @@ def test_export_serves_raw_sentences_in_a_fresh_process(task, trained, tmp_path,
     # export() saves, then validates the warm-up sentences in a fresh interpreter that cannot
     # import this project, against the in-memory answers.
     target = export_lib.export(task, run_dir, str(tmp_path / "export"))
+    # TF Serving's session loader (and its warm-up replay) answer as tf.saved_model.load does.
+    text = np.array([SENTENCE, "", "Siemens shares rose 3 percent in Frankfurt ."], dtype=object)
+    agreed = assert_loaders_agree(target, {"serving_default": {"text": text},
+                                           "tag_document": {"text": text}})
+    assert agreed["serving_default"]["lengths"].tolist() == [10, 0, 8]
     if importlib.util.find_spec("tensorflow_serving") is not None:
         assert os.path.exists(os.path.join(target, export_lib.WARMUP_FILE))
     serve = export_lib.load_serving_function(target)

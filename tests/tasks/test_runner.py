@@ -20,6 +20,7 @@ from tasks.runner import callbacks as cb
 from tasks.runner import cli, training, tuning
 from tasks.runner import config as config_lib
 from tasks.runner import export as export_lib
+from tests.tasks.export_checks import assert_loaders_agree
 from tasks.runner import run_dir as rd
 
 TINY = {"max_tokens": 200, "max_length": 20, "embedding_dim": 8, "units": 8, "batch_size": 8,
@@ -83,6 +84,9 @@ def test_predict_from_run_dir(trained_run, capsys):
 def test_export_validates_refuses_and_serves_the_same(task, trained_run, tmp_path, capsys):
     base = str(tmp_path / "saved_models" / "sentiment")
     target = export_lib.export(task, trained_run, base)
+    # TF Serving's session loader (and its warm-up replay) answer as tf.saved_model.load does.
+    agreed = assert_loaders_agree(target, {"serving_default": {"text": ["a wonderful film", ""]}})
+    assert agreed["serving_default"]["probabilities"].shape == (2, 2)
     assert target.endswith(os.path.join("sentiment", "1"))
     assert os.path.exists(os.path.join(target, export_lib.WARMUP_FILE))
     assert 'name: "sentiment"' in open(os.path.join(base, "models.config")).read()
@@ -115,11 +119,11 @@ def test_failed_export_leaves_nothing(task, trained_run, tmp_path, monkeypatch):
 
 def test_fresh_process_validation_detects_a_difference(task, trained_run, tmp_path):
     target = export_lib.export(task, trained_run, str(tmp_path / "e"))
-    inputs = export_lib.to_numpy_inputs({"text": ["great"]})
+    inputs = {"serving_default": export_lib.to_numpy_inputs({"text": ["great"]})}
     wrong = {"label": np.array([b"nope"]), "probabilities": np.array([[0.5, 0.5]], np.float32),
              "class_id": np.array([7], np.int32)}
     with pytest.raises(export_lib.ExportValidationError, match="differs"):
-        export_lib.validate_in_fresh_process(target, inputs, wrong)
+        export_lib.validate_in_fresh_process(target, inputs, {"serving_default": wrong})
 
 
 def test_resume_after_interruption(task, csv_path, tmp_path):

@@ -14,6 +14,7 @@ from tasks import seq2seq as s2s
 from tasks.runner import cli, training, tuning
 from tasks.runner import config as config_lib
 from tasks.runner import export as export_lib
+from tests.tasks.export_checks import assert_loaders_agree
 
 TINY = {"max_examples": 64, "epochs": 1, "units": 16, "embedding_dim": 8, "batch_size": 32,
         "dropout": 0.0, "beam_width": 3, "eval_batch_size": 64,
@@ -81,6 +82,11 @@ def test_export_serves_beam_and_greedy_in_a_fresh_process(task, trained_run, tmp
                                                           capsys):
     run_dir, _ = trained_run
     target = export_lib.export(task, run_dir, str(tmp_path / "export"))  # validates fresh
+    # TF Serving's session loader (and its warm-up replay) answer as tf.saved_model.load does.
+    text = np.array(["14 July 1789", "3 mars 2021"], dtype=object)
+    agreed = assert_loaders_agree(target, {"serving_default": {"text": text},
+                                           "greedy": {"text": text}})
+    assert agreed["serving_default"]["translation"].shape == (2,)
     loaded = tf.saved_model.load(target)
     text = tf.constant(["14 July 1789", "3 mars 2021"])
     b = loaded.signatures["serving_default"](text=text)
