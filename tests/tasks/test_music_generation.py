@@ -14,8 +14,8 @@ from tasks import music_generation as mg
 from tasks.runner import cli, training, tuning
 from tasks.runner import config as config_lib
 from tasks.runner import export as export_lib
-from tests.tasks.export_checks import assert_loaders_agree
 from tasks.runner import run_dir as rd
+from tests.tasks.export_checks import assert_loaders_agree
 
 TINY = {"unit": "beats", "embedding_dim": 8, "units": 16, "num_layers": 1, "batch_size": 16,
         "epochs": 1, "patience": 5, "dropout": 0.0, "learning_rate": 0.01,

@@ -20,8 +20,8 @@ from tasks.runner import callbacks as cb
 from tasks.runner import cli, training, tuning
 from tasks.runner import config as config_lib
 from tasks.runner import export as export_lib
-from tests.tasks.export_checks import assert_loaders_agree
 from tasks.runner import run_dir as rd
+from tests.tasks.export_checks import assert_loaders_agree
 
 TINY = {"max_tokens": 200, "max_length": 20, "embedding_dim": 8, "units": 8, "batch_size": 8,
         "epochs": 2, "patience": 5, "dropout": 0.0}
