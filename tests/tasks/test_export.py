@@ -143,3 +143,7 @@ def test_saved_model_cli_runs_the_readme_command(task, run_dir, tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     for key in ("class_id", "label", "probabilities"):
         assert f"Result for output key {key}:" in proc.stdout
+    show = subprocess.run([cli, "show", "--dir", target, "--tag_set", "serve",
+                           "--signature_def", "serving_default"],
+                          capture_output=True, text=True, timeout=300)
+    assert show.returncode == 0 and "inputs['text'] tensor_info" in show.stdout, show.stderr
