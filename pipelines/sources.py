@@ -102,6 +102,7 @@ def load(task: str, source: str | None = None, *, seed: int = 1337, max_examples
     raw = None
     if evaluation:
         _resolve(task, source)
+        max_examples = 0
         raw = evaluation_splits(task, source, dict(options))
     if raw is None:
         raw = _RAW[task](source, seed=seed, max_examples=max_examples, options=dict(options))

@@ -37,7 +37,7 @@ from pipelines.ner_features import casing_ids, convert_tags_graph, document_keys
 from pipelines.vocab import OOV_ID, CharVocabulary, LabelLookup, TokenVocabulary, tokenize
 from tasks.ner_eval import SplitTagger, entity_metrics  # noqa: F401 (entity_metrics: API)
 from tasks.runner.cli import main
-from tasks.runner.config import TaskConfig
+from tasks.runner.config import ConfigError, TaskConfig
 from tasks.runner.task import Preprocessor, Task
 
 
@@ -68,6 +68,11 @@ class NerConfig(TaskConfig):
     # words of a -DOCSTART- document, models.document_context); 0 = sentence level only.
     document_context: float = 0.5
 
+    def __post_init__(self):
+        for name in ("singleton_unk", "document_context"):  # at construction, as before
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ConfigError(f"{name}={getattr(self, name)!r} (must be in [0, 1])")
+
     def check(self, checks):
         super().check(checks)
         checks.require("scheme", str(self.scheme).upper() in ("BIOES", "IOBES", "IOB2", "BIO"),
@@ -75,7 +80,6 @@ class NerConfig(TaskConfig):
         checks.one_of(char_encoder=("lstm", "cnn", "none"))
         checks.at_least(1, "char_dim", "char_units", "casing_dim", "max_word_length")
         checks.at_least(3, "max_tokens")  # padding, [UNK] and one word
-        checks.fraction("singleton_unk", "document_context", high_open=False)
         checks.require("embeddings", not self.embeddings or os.path.isfile(self.embeddings),
                        "no such file")
 

@@ -208,12 +208,12 @@ def predict(task, args) -> list[dict]:
     import tensorflow as tf
 
     texts = read_inputs(args)
+    if not texts and task.empty_result(task.config_class(), "") is not None:
+        raise errors.InputError(f"nothing to predict: give {task.name} inputs as arguments or "
+                                f"one per line with --input-file FILE ('-' for stdin)")
     config, serve, _keep_alive = _serve(task, args)
     empty = {i: task.empty_result(config, t) for i, t in enumerate(texts) if not t.strip()}
     empty = {i: r for i, r in empty.items() if r is not None}
-    if not texts and task.empty_result(config, "") is not None:
-        raise errors.InputError(f"nothing to predict: give {task.name} inputs as arguments or "
-                                f"one per line with --input-file FILE ('-' for stdin)")
 
     def run(batch, run_args):
         inputs = task.predict_inputs(config, run_args, batch)

@@ -191,18 +191,20 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
 
 
 def override(config, values: Mapping[str, Any], origin: str = "override", *,
-             validate: bool = True):
+             validate: bool = False):
     """Returns ``config`` with ``values`` applied.
 
     Args:
         config: A frozen config dataclass.
         values: ``{key: value}``; strings (``--set``) are coerced to the field's type.
         origin: Where the values come from (a file, ``--set``), named in errors.
-        validate: Check every value of the result (:meth:`TaskConfig.validate`); a caller
-            applying several layers of overrides validates once at the end instead.
+        validate: Also check every value of the result (:meth:`TaskConfig.validate`). Off by
+            default: a caller applying several layers validates once at the end (the CLI),
+            and ``training.train`` validates what it is given.
 
     Raises:
-        ConfigError: An unknown key, a value of the wrong type or an invalid value.
+        ConfigError: An unknown key or a value of the wrong type (with ``validate``: or an
+            invalid value).
     """
     fields = {f.name: f for f in dataclasses.fields(config)}
     hints = typing.get_type_hints(type(config))

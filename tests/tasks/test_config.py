@@ -118,12 +118,14 @@ def test_a_later_layer_may_fix_an_earlier_one(tmp_path):
 def test_task_configs_add_their_own_checks():
     from tasks import ner, sentiment
 
-    with pytest.raises(errors.ConfigError, match=r"max_length=0 \(must be >= 1\)"):
-        config_lib.override(sentiment.SentimentConfig(), {"max_length": 0})
+    with pytest.raises(errors.ConfigError, match=r"max_length=0 \(must be >= 1\) from x"):
+        config_lib.override(sentiment.SentimentConfig(), {"max_length": 0}, "x", validate=True)
     with pytest.raises(errors.ConfigError, match="pooling='sum'"):
-        config_lib.override(sentiment.SentimentConfig(), {"pooling": "sum"})
+        sentiment.SentimentConfig(pooling="sum").validate()
     with pytest.raises(errors.ConfigError, match="char_encoder='gru'.*embeddings='/nope.txt'"):
-        config_lib.override(ner.NerConfig(), {"char_encoder": "gru", "embeddings": "/nope.txt"})
+        ner.NerConfig(char_encoder="gru", embeddings="/nope.txt").validate()
+    with pytest.raises(errors.ConfigError, match=r"singleton_unk=1.5 \(must be in \[0, 1\]\)"):
+        ner.NerConfig(singleton_unk=1.5)  # at construction
 
 
 def test_every_task_default_config_is_valid():
