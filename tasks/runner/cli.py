@@ -155,7 +155,7 @@ def read_inputs(args, stdin=None) -> list[str]:
     if not args.input_file:
         return texts
     if args.input_file == "-":
-        text, name = (stdin or sys.stdin).read(), "<stdin>"
+        text = (stdin or sys.stdin).read()
     else:
         name = args.input_file
         if not os.path.isfile(name):
