@@ -35,6 +35,7 @@ from pipelines import batching, sources
 from pipelines.vocab import END_ID, OOV_ID, PAD_ID, START_ID, CharVocabulary
 from tasks.runner.cli import main
 from tasks.runner.config import TaskConfig
+from tasks.runner.errors import InputError
 from tasks.runner.task import Preprocessor, Task
 
 MODES = ("lines", "continuous")
@@ -57,6 +58,15 @@ class CharGenerationConfig(TaskConfig):
     max_generate_length: int = 2000  # served `length` is clipped to this
     top_k: int = 0                 # used by serving_default; the `generate` signature takes its own
     top_p: float = 1.0
+
+    def check(self, checks):
+        super().check(checks)
+        checks.one_of(mode=("",) + MODES)
+        checks.at_least(1, "sequence_length", "max_generate_length")
+        checks.at_least(0, "top_k")
+        checks.require("max_chars", self.max_chars == 0 or self.max_chars >= 5,
+                       "must be 0 (no cap) or >= 5: 4 reserved ids and one character")
+        checks.require("top_p", 0 < self.top_p <= 1, "must be in (0, 1]")
 
 
 # ---- preprocessing ------------------------------------------------------------------------
@@ -182,10 +192,10 @@ class CharGenerationTask(Task):
     demo_overrides = {"epochs": 3, "units": 64, "num_layers": 1, "embedding_dim": 16}
     demo_inputs = {"prompt": ["Ma", "Jo", ""], "length": 20, "temperature": 0.8}
 
-    def load_splits(self, config):
+    def load_splits(self, config, evaluation=False):
         options = {"mode": config.mode} if config.mode else {}
         return sources.load("char_generation", config.data or "names", seed=config.seed,
-                            max_examples=config.max_examples, **options)
+                            max_examples=config.max_examples, evaluation=evaluation, **options)
 
     def fit_preprocessor(self, config, splits):
         mode = splits.info["mode"]
@@ -276,11 +286,11 @@ class CharGenerationTask(Task):
 
     def _check_sampling_args(self, args):
         if args.length is not None and args.length < 0:
-            raise ValueError(f"--length must be >= 0, got {args.length}")
+            raise InputError(f"--length must be >= 0, got {args.length}")
         if args.temperature < 0:
-            raise ValueError(f"--temperature must be >= 0, got {args.temperature}")
+            raise InputError(f"--temperature must be >= 0, got {args.temperature}")
         if args.num_samples < 1:
-            raise ValueError(f"--num-samples must be >= 1, got {args.num_samples}")
+            raise InputError(f"--num-samples must be >= 1, got {args.num_samples}")
 
     def predict_inputs(self, config, args, texts):
         self._check_sampling_args(args)
@@ -292,6 +302,9 @@ class CharGenerationTask(Task):
         return {"prompt": tf.constant([p for p in prompts for _ in range(args.num_samples)]),
                 "length": tf.constant(length, tf.int32),
                 "temperature": tf.constant(args.temperature, tf.float32)}
+
+    def empty_result(self, config, text):
+        return None  # an empty prompt generates from the start
 
     def show_predictions(self, config, args, inputs, outputs):
         texts = [t.decode("utf-8") for t in outputs["text"].numpy().tolist()]
@@ -352,7 +365,7 @@ def _add_generate_arguments(parser):
 
 def _run_generate(task, args) -> int:
     if args.top_k < 0 or not 0 < args.top_p <= 1:
-        raise ValueError(f"--top-k must be >= 0 and --top-p in (0, 1], got {args.top_k}, "
+        raise InputError(f"--top-k must be >= 0 and --top-p in (0, 1], got {args.top_k}, "
                          f"{args.top_p}")
     config, fn = _signature(task, args.model, "generate")
     inputs = task.predict_inputs(config, args, list(args.inputs))

@@ -36,9 +36,11 @@ from models.music_language_model import (
     time_bins_for,
 )
 from pipelines import batching, sources
-from pipelines.readers.music import read_midi, write_midi
+from pipelines.readers.music import UNITS, VOICES, read_midi, write_midi
 from tasks.runner.cli import main
 from tasks.runner.config import TaskConfig
+from tasks.runner.errors import DataError, InputError
+from tasks.runner.plots import piano_roll
 from tasks.runner.task import Preprocessor, Task
 
 HEADS = (PITCH, STEP, DURATION)
@@ -65,6 +67,15 @@ class MusicGenerationConfig(TaskConfig):
     tempo: float = 100.0           # quarter notes per minute when writing beats to MIDI
     transpose: int = 3             # training windows shift by up to +-transpose semitones
     bigram_alpha: float = 1.0      # baseline smoothing: (count + alpha * unigram) / (n + alpha)
+
+    def check(self, checks):
+        super().check(checks)
+        checks.one_of(voices=VOICES, unit=("",) + UNITS)
+        checks.at_least(1, "sequence_length", "stride", "max_notes")
+        checks.at_least(0, "max_prompt_notes", "transpose")
+        checks.positive("tempo", "bigram_alpha")
+        checks.require("stride", self.stride <= self.sequence_length + 1,
+                       "must be <= sequence_length + 1: windows may not skip notes")
 
 
 def source_unit(config) -> str:
@@ -167,29 +178,6 @@ class MusicGenerationServing(tf.Module):
         return self._generate(prompt_notes, num_notes, temperature, top_k, top_p)
 
 
-# ---- output files ---------------------------------------------------------------------------
-def piano_roll(notes: np.ndarray, path: str, prompt_length: int = 0, unit: str = "beats",
-               title: str = "") -> str | None:
-    """Writes a piano-roll PNG (time on x, pitch on y; the prompt in grey)."""
-    from tasks.runner.plots import _pyplot
-
-    plt = _pyplot()
-    if plt is None:
-        return None
-    onsets = np.cumsum(notes[:, 1])
-    fig, ax = plt.subplots(figsize=(10, 4))
-    for i, ((pitch, _, duration), onset) in enumerate(zip(notes, onsets, strict=True)):
-        ax.broken_barh([(onset, max(duration, 1e-3))], (pitch - 0.4, 0.8),
-                       color="0.6" if i < prompt_length else "tab:blue")
-    ax.set_xlabel(f"time ({unit})")
-    ax.set_ylabel("MIDI pitch")
-    ax.set_title(title or f"{len(notes) - prompt_length} generated notes")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
-
-
 # ---- the task -------------------------------------------------------------------------------
 class MusicGenerationTask(Task):
     """Note language model and MIDI generator."""
@@ -200,17 +188,17 @@ class MusicGenerationTask(Task):
     demo_inputs = {"prompt_notes": np.array([[67, 0, 1], [69, 1, 1], [71, 1, 2]], np.float32),
                    "num_notes": 32, "temperature": 0.9}
 
-    def load_splits(self, config):
+    def load_splits(self, config, evaluation=False):
         options = {"unit": config.unit} if config.unit else {}
         if (config.data or "bach") == "bach":
             options["voices"] = config.voices
         return sources.load("music_generation", config.data or "bach", seed=config.seed,
-                            max_examples=config.max_examples, **options)
+                            max_examples=config.max_examples, evaluation=evaluation, **options)
 
     def fit_preprocessor(self, config, splits):
         pieces = [e["notes"] for e in splits.train.as_numpy_iterator()]
         if not pieces:
-            raise ValueError(f"no training pieces in {config.data!r}")
+            raise DataError("no training pieces", config.data)
         bigram, unigram = pitch_counts(pieces)
         firsts = np.round([p[0, 0] for p in pieces]).astype(int)
         first = float(np.bincount(firsts).argmax())
@@ -315,18 +303,23 @@ class MusicGenerationTask(Task):
         parser.add_argument("--temperature", type=float, default=1.0, help="0 = greedy")
         parser.add_argument("--prompt-midi", help="MIDI file whose first track is continued")
 
+    def empty_result(self, config, text):
+        return None  # texts are refused by predict_inputs, blank or not
+
     def predict_inputs(self, config, args, texts):
-        if args.num_notes < 0:
-            raise ValueError(f"--num-notes must be >= 0, got {args.num_notes}")
-        if args.temperature < 0:
-            raise ValueError(f"--temperature must be >= 0, got {args.temperature}")
+        if texts:
+            raise InputError(f"music_generation predict takes no text inputs (got {texts[:3]}"
+                             f"); continue a MIDI file with --prompt-midi FILE")
+        for flag, value in (("--num-notes", args.num_notes), ("--temperature", args.temperature)):
+            if value < 0:
+                raise InputError(f"{flag} must be >= 0, got {value}")
         prompt = np.zeros((0, 3), np.float32)
         if args.prompt_midi:
-            if not os.path.exists(args.prompt_midi):
-                raise FileNotFoundError(f"--prompt-midi not found: {args.prompt_midi}")
+            if not os.path.isfile(args.prompt_midi):
+                raise InputError(f"--prompt-midi not found: {args.prompt_midi}")
             tracks = read_midi(args.prompt_midi, unit=source_unit(config))
             if not tracks:
-                raise ValueError(f"--prompt-midi {args.prompt_midi}: no track with notes")
+                raise InputError(f"--prompt-midi {args.prompt_midi}: no track with notes")
             prompt = tracks[0][-config.max_prompt_notes:]
         return {"prompt_notes": tf.constant(prompt, tf.float32),
                 "num_notes": tf.constant(args.num_notes, tf.int32),
@@ -379,7 +372,7 @@ def _run_generate(task, args) -> int:
     from tasks.runner import run_dir as rd
 
     if args.top_k < 0 or not 0 < args.top_p <= 1:
-        raise ValueError(f"--top-k must be >= 0 and --top-p in (0, 1], got {args.top_k}, "
+        raise InputError(f"--top-k must be >= 0 and --top-p in (0, 1], got {args.top_k}, "
                          f"{args.top_p}")
     if os.path.exists(os.path.join(args.model, rd.CONFIG)):
         config, preprocessor, model = rd.load_run(task, args.model)

@@ -37,7 +37,7 @@ from pipelines.ner_features import casing_ids, convert_tags_graph, document_keys
 from pipelines.vocab import OOV_ID, CharVocabulary, LabelLookup, TokenVocabulary, tokenize
 from tasks.ner_eval import SplitTagger, entity_metrics  # noqa: F401 (entity_metrics: API)
 from tasks.runner.cli import main
-from tasks.runner.config import TaskConfig
+from tasks.runner.config import ConfigError, TaskConfig
 from tasks.runner.task import Preprocessor, Task
 
 
@@ -69,9 +69,19 @@ class NerConfig(TaskConfig):
     document_context: float = 0.5
 
     def __post_init__(self):
-        for name in ("singleton_unk", "document_context"):
+        for name in ("singleton_unk", "document_context"):  # at construction, as before
             if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)!r}")
+                raise ConfigError(f"{name}={getattr(self, name)!r} (must be in [0, 1])")
+
+    def check(self, checks):
+        super().check(checks)
+        checks.require("scheme", str(self.scheme).upper() in ("BIOES", "IOBES", "IOB2", "BIO"),
+                       "must be BIOES or IOB2")
+        checks.one_of(char_encoder=("lstm", "cnn", "none"))
+        checks.at_least(1, "char_dim", "char_units", "casing_dim", "max_word_length")
+        checks.at_least(3, "max_tokens")  # padding, [UNK] and one word
+        checks.require("embeddings", not self.embeddings or os.path.isfile(self.embeddings),
+                       "no such file")
 
 
 # ---- preprocessing ------------------------------------------------------------------------
@@ -241,9 +251,10 @@ class NerTask(Task):
     demo_inputs = {"text": ["Angela Merkel met Emmanuel Macron in Paris on Monday .",
                             "Shares of Siemens rose 3 percent in Frankfurt ."]}
 
-    def load_splits(self, config):
+    def load_splits(self, config, evaluation=False):
         return sources.load("ner", config.data or "synthetic", seed=config.seed,
-                            max_examples=config.max_examples, scheme=config.scheme)
+                            max_examples=config.max_examples, scheme=config.scheme,
+                            evaluation=evaluation)
 
     def fit_preprocessor(self, config, splits):
         tokens = splits.train.map(lambda e: e["tokens"])
@@ -367,10 +378,15 @@ class NerTask(Task):
             spans = spans_with_offsets(text, tokens, tags)
             results.append({"text": text, "tokens": tokens, "tags": tags, "entities": spans})
             if not args.json:
-                print(highlight(text, spans))
-                for span in spans:
-                    print("  " + json.dumps(span, ensure_ascii=False))
+                print(self.format_prediction(config, results[-1]))
         return results
+
+    def empty_result(self, config, text):
+        return {"text": text, "tokens": [], "tags": [], "entities": [], "empty": True}
+
+    def format_prediction(self, config, result):
+        return "\n".join([highlight(result["text"], result["entities"])] + [
+            "  " + json.dumps(span, ensure_ascii=False) for span in result["entities"]])
 
     def search_space(self, hp):
         return {

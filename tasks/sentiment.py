@@ -17,7 +17,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from models.classifier import build_sequence_classifier
+from models.classifier import POOLINGS, build_sequence_classifier
 from pipelines import batching, sources
 from pipelines.vocab import WordVectorizer
 from tasks.runner.cli import main
@@ -36,6 +36,12 @@ class SentimentConfig(TaskConfig):
     pooling: str = "max"           # max|mean|max_mean|last
     dropout: float = 0.3
     patience: int = 2
+
+    def check(self, checks):
+        super().check(checks)
+        checks.at_least(3, "max_tokens")  # padding, [UNK] and one word
+        checks.at_least(1, "max_length")
+        checks.one_of(pooling=POOLINGS)
 
 
 # ---- preprocessing ------------------------------------------------------------------------
@@ -109,9 +115,9 @@ class SentimentTask(Task):
     demo_inputs = {"text": ["A wonderful film, moving and beautifully acted.",
                             "Dull, predictable and far too long."]}
 
-    def load_splits(self, config):
+    def load_splits(self, config, evaluation=False):
         return sources.load("sentiment", config.data or "imdb", seed=config.seed,
-                            max_examples=config.max_examples)
+                            max_examples=config.max_examples, evaluation=evaluation)
 
     def fit_preprocessor(self, config, splits):
         vectorizer = WordVectorizer(max_tokens=config.max_tokens)
@@ -183,8 +189,15 @@ class SentimentTask(Task):
             results.append({"text": text, "label": label, "probability": float(p.max()),
                             "probabilities": [float(x) for x in p]})
             if not args.json:
-                print(f"{label:>10}  {p.max():.3f}  {text}")
+                print(self.format_prediction(config, results[-1]))
         return results
+
+    def empty_result(self, config, text):
+        return {"text": text, "label": None, "probability": None, "probabilities": None,
+                "empty": True}
+
+    def format_prediction(self, config, result):
+        return f"{result['label']:>10}  {result['probability']:.3f}  {result['text']}"
 
     def search_space(self, hp):
         return {

@@ -19,7 +19,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from models.seq2seq import build_inference_models, build_seq2seq_model, decode
+from models.seq2seq import ATTENTIONS, build_inference_models, build_seq2seq_model, decode
 from pipelines import batching, sources
 from pipelines.vocab import END_ID, START_ID, CharVocabulary, WordVectorizer
 from tasks.runner.cli import main
@@ -50,6 +50,13 @@ class Seq2SeqConfig(TaskConfig):
     length_penalty: float = 0.0    # GNMT alpha; 0 ranks by the model's log-probability
     max_decode_length: int = 0     # 0 = 1.5 x the longest training target + 2
     eval_batch_size: int = 256
+
+    def check(self, checks):
+        super().check(checks)
+        checks.at_least(0, "num_examples", "max_length", "max_decode_length", "length_penalty")
+        checks.at_least(1, "decoder_layers", "beam_width", "eval_batch_size")
+        checks.at_least(3, "max_tokens")  # padding, [UNK] and one word
+        checks.one_of(unit=("auto", "char", "word"), attention=ATTENTIONS)
 
 
 def _unit(config) -> str:
@@ -201,7 +208,7 @@ class Seq2SeqTask(Task):
                       "learning_rate": 2e-3}
     demo_inputs = {"text": ["14 July 1789", "3 mars 2021", "Mittwoch, 9. November 1989"]}
 
-    def load_splits(self, config):
+    def load_splits(self, config, evaluation=False):
         data = config.data or DATES
         if data == DATES:
             options = {"locales": list(config.locales) or None}
@@ -211,7 +218,7 @@ class Seq2SeqTask(Task):
             options = {"lowercase": config.lowercase, "max_length": config.max_length,
                        "reverse": config.reverse}
         return sources.load("seq2seq", data, seed=config.seed, max_examples=config.max_examples,
-                            **options)
+                            evaluation=evaluation, **options)
 
     def fit_preprocessor(self, config, splits):
         return Seq2SeqPreprocessor.fit(config, splits.train)
@@ -294,6 +301,7 @@ class Seq2SeqTask(Task):
 
     def show_predictions(self, config, args, inputs, outputs):
         texts = [t.decode("utf-8") for t in np.asarray(inputs["text"].numpy()).tolist()]
+        positions = getattr(args, "input_positions", None) or range(len(texts))
         results = []
         for i, text in enumerate(texts):
             result = {"text": text,
@@ -302,12 +310,20 @@ class Seq2SeqTask(Task):
                       "log_prob": float(outputs["log_prob"].numpy()[i])}
             if args.plot_attention:
                 root, ext = os.path.splitext(args.plot_attention)
-                path = args.plot_attention if i == 0 else f"{root}-{i}{ext or '.png'}"
+                n = positions[i]
+                path = args.plot_attention if n == 0 else f"{root}-{n}{ext or '.png'}"
                 result["attention_plot"] = attention_heatmap(outputs, i, path)
             results.append(result)
             if not args.json:
-                print(f"{text}  ->  {result['translation']}   (score {result['score']:.3f})")
+                print(self.format_prediction(config, result))
         return results
+
+    def empty_result(self, config, text):
+        return {"text": text, "translation": None, "score": None, "log_prob": None,
+                "empty": True}
+
+    def format_prediction(self, config, result):
+        return f"{result['text']}  ->  {result['translation']}   (score {result['score']:.3f})"
 
     def search_space(self, hp):
         return {

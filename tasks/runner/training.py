@@ -56,6 +56,7 @@ def train(task, config, run_dir: str, *, overwrite: bool = False, verbose: int =
     Raises:
         cb.NanLossError: the loss became NaN/inf (the best checkpoint so far is kept).
     """
+    config.validate()  # every value, before the run directory or the data is touched
     # Datasets of unknown length make Keras warn at the end of every first epoch.
     warnings.filterwarnings("ignore", message="Your input ran out of data")
     resuming = _check_resume(task, config, run_dir, overwrite)

@@ -211,6 +211,39 @@ def test_cli_predict_with_the_document_signature(trained, capsys):
     assert "tag_document" in capsys.readouterr().err
 
 
+def test_cli_predict_answers_blank_inputs_without_the_model(trained, capsys):
+    run_dir, _ = trained
+    assert cli.main(ner.NerTask(), ["predict", "--model", run_dir, "--json", ""]) == 0
+    assert json.loads(capsys.readouterr().out) == {"text": "", "tokens": [], "tags": [],
+                                                   "entities": [], "empty": True}
+    for signature in ("serving_default", "tag_document"):
+        assert cli.main(ner.NerTask(), ["predict", "--model", run_dir, "--json", SENTENCE, " ",
+                                        "Merkel left .", "--signature", signature]) == 0
+        rows = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+        assert [r["text"] for r in rows] == [SENTENCE, " ", "Merkel left ."]
+        assert rows[1]["empty"] and rows[1]["tokens"] == [] and rows[2]["tokens"][0] == "Merkel"
+
+
+def test_cli_evaluate_scores_a_named_file_whole(trained, capsys):
+    run_dir, _ = trained
+    path = os.path.join(FIXTURE, "train.txt")  # 20 sentences
+    for split in ("test", "validation"):
+        assert cli.main(ner.NerTask(), ["evaluate", "--model", run_dir, "--data", path,
+                                        "--split", split]) == 0
+        out = capsys.readouterr().out.strip().splitlines()
+        assert json.loads(out[-1])["examples"] == 20 and out[0].startswith("metrics on all of")
+
+
+def test_cli_evaluate_a_directory_with_only_a_test_file(trained, tmp_path, capsys):
+    run_dir, _ = trained
+    shutil.copy(os.path.join(FIXTURE, "test.txt"), tmp_path / "test.txt")
+    args = ["evaluate", "--model", run_dir, "--data", str(tmp_path)]
+    assert cli.main(ner.NerTask(), args + ["--split", "test"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["examples"] == 3
+    assert cli.main(ner.NerTask(), args) == 2  # --split validation: named, not guessed
+    assert "has no validation split; it has test (--split)" in capsys.readouterr().err
+
+
 def test_singleton_words_become_unk_only_in_training(task):
     from pipelines.vocab import OOV_ID
 

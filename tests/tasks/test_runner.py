@@ -5,6 +5,7 @@ precision, mirrored strategy (two logical CPUs, in a subprocess), Keras Tuner ro
 the export's atomicity, refusal, warm-up file and fresh-process validation.
 """
 
+import io
 import json
 import os
 import subprocess
@@ -79,6 +80,22 @@ def test_predict_from_run_dir(trained_run, capsys):
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["label"] in ("negative", "positive")
     assert abs(sum(result["probabilities"]) - 1.0) < 1e-5
+
+
+def test_predict_input_file_keeps_blank_lines_aligned(trained_run, tmp_path, capsys,
+                                                     monkeypatch):
+    lines = ["a wonderful film", "", "dull", "  ", "great acting", "", "boring", "fine", "bad"]
+    (tmp_path / "in.txt").write_text("\n".join(lines) + "\n")
+    task = sentiment.SentimentTask()
+    argv = ["predict", "--model", trained_run, "--json", "--input-file"]
+    assert cli.main(task, argv + [str(tmp_path / "in.txt")]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+    assert [r["text"] for r in rows] == lines  # 9 lines in, 9 results out
+    assert [r["label"] is None for r in rows] == [not line.strip() for line in lines]
+    monkeypatch.setattr("sys.stdin", io.StringIO("dull\n\nfine\n"))
+    assert cli.main(task, argv + ["-"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+    assert [r["text"] for r in rows] == ["dull", "", "fine"] and rows[1]["empty"]
 
 
 def test_export_validates_refuses_and_serves_the_same(task, trained_run, tmp_path, capsys):
