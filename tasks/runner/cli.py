@@ -304,7 +304,8 @@ def run_command(task, args) -> int:
                                      f"directory; choose a directory path")
         target = export_lib.export(task, args.model, args.export_dir, version=args.version,
                                    overwrite=args.overwrite)
-        print(f"exported {args.model} -> {target} (validated in a fresh process)")
+        print(f"exported {args.model} -> {target} (validated in a fresh process: both "
+              f"TensorFlow loaders and the warm-up replay)")
     else:
         _, run = task.extra_commands()[args.command]
         return int(run(task, args) or 0)

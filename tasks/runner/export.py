@@ -26,15 +26,15 @@ import tempfile
 import numpy as np
 import tensorflow as tf
 
+from tasks.runner import errors, serving_check
 from tasks.runner import run_dir as rd
-from tasks.runner import serving_check
 from tasks.runner.serving_check import WARMUP_FILE, as_numpy
 
 PARTIAL = ".partial-"
 GLOB_CHARS = "*?[\\"  # tensorflow/core/platform/file_system_helper.cc
 
 
-class ExportValidationError(RuntimeError):
+class ExportValidationError(errors.ExportError, RuntimeError):
     """The export failed to load or answered differently in a fresh process."""
 
 
@@ -257,11 +257,11 @@ def export(task, run_dir: str, export_base: str | None = None, version: int | No
         raise NotADirectoryError(f"--export-dir {export_base} is a file, not a folder")
     odd = sorted(set(GLOB_CHARS) & set(os.path.abspath(export_base)))
     if odd:  # TF's checkpoint reader globs the variables path: it could not load the export
-        raise ValueError(f"--export-dir {export_base} holds {' '.join(odd)}: TensorFlow and TF "
-                         f"Serving read SavedModel paths as glob patterns; choose a path "
-                         f"without {GLOB_CHARS}")
+        raise errors.ExportError(f"--export-dir {export_base} holds {' '.join(odd)}: "
+                                 f"TensorFlow and TF Serving read SavedModel paths as glob "
+                                 f"patterns; choose a path without {GLOB_CHARS}")
     if version is not None and int(version) <= 0:
-        raise ValueError(f"--version must be a positive integer, got {version}")
+        raise errors.ExportError(f"--version must be a positive integer, got {version}")
     os.makedirs(export_base, exist_ok=True)
     os.chmod(export_base, 0o755)
 

@@ -13,8 +13,8 @@ import pytest
 
 from tasks import sentiment
 from tasks.runner import config as config_lib
+from tasks.runner import errors, training
 from tasks.runner import export as export_lib
-from tasks.runner import training
 from tests.tasks.export_checks import assert_loaders_agree
 
 TINY = {"max_tokens": 100, "max_length": 12, "embedding_dim": 4, "units": 4, "batch_size": 8,
@@ -95,7 +95,7 @@ def test_quotes_in_the_export_path_are_escaped_in_models_config(task, run_dir, t
 @pytest.mark.parametrize("name", ["v[1]", "a*b", "what?", "back\\slash"])
 def test_glob_characters_in_the_export_path_are_refused_up_front(task, run_dir, tmp_path, name):
     base = tmp_path / name
-    with pytest.raises(ValueError, match="glob patterns"):
+    with pytest.raises(errors.ExportError, match="glob patterns"):
         export_lib.export(task, run_dir, str(base))
     assert not base.exists()
 
