@@ -37,6 +37,8 @@ class TaskConfig:
     dropout: float = 0.2
     recurrent_dropout: float = 0.0
     embedding_dim: int = 64
+    # Serving: the most rows one request may hold (more: InvalidArgumentError naming the input).
+    max_batch: int = 1024
 
 
 def _coerce(value: Any, annotation: Any, key: str) -> Any:

@@ -143,7 +143,8 @@ def test_export_serves_raw_sentences_in_a_fresh_process(task, trained, tmp_path,
         assert os.path.exists(os.path.join(target, export_lib.WARMUP_FILE))
     serve = export_lib.load_serving_function(target)
     out = serve(text=tf.constant([SENTENCE, "", "Siemens shares rose 3 percent in Frankfurt ."]))
-    assert set(out) == {"tokens", "tags", "lengths"}
+    assert set(out) == {"tokens", "tags", "lengths", "truncated"}
+    assert out["truncated"].numpy().tolist() == [False, False, False]
     assert out["tokens"].dtype == tf.string and out["lengths"].dtype == tf.int32
     assert out["lengths"].numpy().tolist() == [10, 0, 8]
     tags = out["tags"].numpy().astype(str)
