@@ -16,25 +16,11 @@ import tensorflow as tf
 
 from models.language_model import build_step_model, generate, sequence_log_probs
 from pipelines.vocab import END_ID
-from tasks.serving_limits import check_batch, check_scalar, keep_chars, valid_utf8
-
-#: Above this the scaled logits of forbidden ids (-1e9 / temperature) stop being negligible.
-MAX_TEMPERATURE = 100.0
+from tasks.serving_limits import check_batch, check_sampling, keep_chars, valid_utf8
 
 _PROMPT = tf.TensorSpec([None], tf.string, name="prompt")
 _LENGTH = tf.TensorSpec([], tf.int32, name="length")
 _TEMPERATURE = tf.TensorSpec([], tf.float32, name="temperature")
-
-
-def check_sampling(temperature, top_k, top_p):
-    """Scalar sampling inputs checked in-graph (Python numbers from the config pass as they
-    are): ``(temperature, top_k, top_p)``."""
-    temperature = check_scalar(temperature, "temperature", 0.0, MAX_TEMPERATURE)
-    if isinstance(top_k, tf.Tensor):
-        top_k = check_scalar(top_k, "top_k", 0, 2 ** 31 - 1)
-    if isinstance(top_p, tf.Tensor):
-        top_p = check_scalar(top_p, "top_p", 0.0, 1.0, low_open=True)
-    return temperature, top_k, top_p
 
 
 class CharGenerationServing(tf.Module):
@@ -111,8 +97,9 @@ class CharGenerationServing(tf.Module):
         text, truncated = keep_chars(text, self.max_score_length)
         ids = self.preprocessor.scored_ids(text)
         batch = tf.shape(ids)[0]
-        # An empty request still runs the model on one (all-padding) row, then drops it.
-        ids = tf.pad(ids, [[0, tf.maximum(0, 1 - batch)], [0, 0]])
+        # The model reads one row and one step at least (an empty request, or continuous
+        # text's bare context): padding that is neither read as context nor scored.
+        ids = tf.pad(ids, [[0, tf.maximum(0, 1 - batch)], [0, tf.maximum(0, 2 - tf.shape(ids)[1])]])
         total, count = (x[:batch] for x in sequence_log_probs(self.model, ids))
         per_char = total / tf.cast(tf.maximum(count, 1), tf.float32)
         return {"log_prob": total, "log_prob_per_char": per_char, "num_scored": count,

@@ -82,3 +82,20 @@ def keep_tokens(ragged, limit: int):
     """ragged ``[batch, None]`` -> (its first ``limit`` items per row, truncated bool
     ``[batch]``)."""
     return ragged[:, :limit], ragged.row_lengths() > limit
+
+
+#: Above this the scaled logits of forbidden ids (-1e9 / temperature) stop being negligible.
+MAX_TEMPERATURE = 100.0
+
+
+def check_sampling(temperature, top_k, top_p):
+    """Sampling inputs checked in-graph: ``temperature`` finite in [0, MAX_TEMPERATURE],
+    ``top_k`` in [0, 2^31), ``top_p`` finite in (0, 1] (NaN/inf fail, naming the input;
+    Python numbers from the config pass as they are). Returns ``(temperature, top_k, top_p)``.
+    """
+    temperature = check_scalar(temperature, "temperature", 0.0, MAX_TEMPERATURE)
+    if isinstance(top_k, tf.Tensor):
+        top_k = check_scalar(top_k, "top_k", 0, 2 ** 31 - 1)
+    if isinstance(top_p, tf.Tensor):
+        top_p = check_scalar(top_p, "top_p", 0.0, 1.0, low_open=True)
+    return temperature, top_k, top_p
