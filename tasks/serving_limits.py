@@ -78,6 +78,11 @@ def keep_chars(text, limit: int, last: bool = False):
     return tf.strings.substr(text, start, size, unit="UTF8_CHAR"), length > limit
 
 
+#: Characters read per allowed word before a word-level text is split: bounds the dense
+#: [batch, words] tensor a vectorizer builds for a mostly short batch with one huge text.
+CHARS_PER_WORD = 32
+
+
 def keep_tokens(ragged, limit: int):
     """ragged ``[batch, None]`` -> (its first ``limit`` items per row, truncated bool
     ``[batch]``)."""
