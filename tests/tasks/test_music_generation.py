@@ -16,6 +16,7 @@ from tasks.runner import config as config_lib
 from tasks.runner import export as export_lib
 from tasks.runner import run_dir as rd
 from tests.tasks.export_checks import assert_loaders_agree
+from tests.tasks.serving_fuzz import MEGABYTE, assert_survives, run_fuzz
 
 TINY = {"unit": "beats", "embedding_dim": 8, "units": 16, "num_layers": 1, "batch_size": 16,
         "epochs": 1, "patience": 5, "dropout": 0.0, "learning_rate": 0.01,
@@ -183,3 +184,34 @@ def test_bad_flags(run, capsys):
     assert cli.main(mg.MusicGenerationTask(), ["predict", "--model", run[0],
                                                "--prompt-midi", "/nonexistent.mid"]) == 2
     assert "nonexistent" in capsys.readouterr().err
+
+
+def test_export_survives_fuzzed_requests_in_a_fresh_process(run, tmp_path):
+    target = export_lib.export(mg.MusicGenerationTask(), run[0], str(tmp_path / "export"))
+    base = {"prompt_notes": np.array([[60, 0, 1], [62, 1, 1]], np.float32),
+            "num_notes": np.int32(8), "temperature": np.float32(0.9)}
+    knobs = {**base, "top_k": np.int32(3), "top_p": np.float32(0.9), "seed": np.int32(1)}
+    one_mb = np.tile(np.array([[60, 1, 1]], np.float32), (MEGABYTE // 12, 1))
+    answered = {"1 MB prompt": {"prompt_notes": one_mb}, "empty prompt": {
+        "prompt_notes": np.zeros((0, 3), np.float32)},
+        "negative and huge notes": {"prompt_notes": np.array([[-5, -1, 1e30]], np.float32)},
+        "num_notes=-1": {"num_notes": np.int32(-1)},
+        "num_notes=2^31-1": {"num_notes": np.int32(2 ** 31 - 1)}}
+    refused = {"NaN note": ("prompt_notes", {"prompt_notes": np.array([[np.nan, 0, 1]],
+                                                                      np.float32)}),
+               "inf note": ("prompt_notes", {"prompt_notes": np.array([[60, np.inf, 1]],
+                                                                      np.float32)}),
+               "NaN temperature": ("temperature", {"temperature": np.float32(np.nan)}),
+               "negative temperature": ("temperature", {"temperature": np.float32(-1)})}
+    cases = [(case, "serving_default", {**base, **x}) for case, x in answered.items()]
+    cases += [(case, "serving_default", {**base, **x}) for case, (_, x) in refused.items()]
+    cases += [("NaN top_p", "generate", {**knobs, "top_p": np.float32(np.nan)}),
+              ("top_k=-1", "generate", {**knobs, "top_k": np.int32(-1)})]
+    must_fail = {**{case: name for case, (name, _) in refused.items()},
+                 "NaN top_p": "top_p", "top_k=-1": "top_k"}
+    results = run_fuzz(target, cases, tmp_path)
+    assert set(results) == {case for case, _, _ in cases}
+    assert_survives(results, {"serving_default": ["prompt_notes", "temperature"],
+                              "generate": ["top_k", "top_p"]}, must_fail)
+    assert all(results[case]["ok"] for case in answered), results
+    assert results["num_notes=-1"]["shapes"]["notes"] == [0, 3]

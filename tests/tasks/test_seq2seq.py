@@ -15,6 +15,7 @@ from tasks.runner import cli, training, tuning
 from tasks.runner import config as config_lib
 from tasks.runner import export as export_lib
 from tests.tasks.export_checks import assert_loaders_agree
+from tests.tasks.serving_fuzz import assert_survives, run_fuzz, text_cases
 
 TINY = {"max_examples": 64, "epochs": 1, "units": 16, "embedding_dim": 8, "batch_size": 32,
         "dropout": 0.0, "beam_width": 3, "eval_batch_size": 64,
@@ -153,3 +154,16 @@ def test_tune_two_trials_one_epoch(task, tmp_path):
     result = tuning.tune(task, config, str(tmp_path / "tune"), max_trials=2, verbose=0)
     assert {"attention", "cell", "units"} <= set(result["hparams"])
     assert os.path.exists(tmp_path / "tune" / "best.json")
+
+
+def test_export_survives_fuzzed_requests_in_a_fresh_process(task, trained_run, tmp_path):
+    # A 1 MB text is read up to max_source_length (500) characters: answered, flagged,
+    # with a [1, out, 500] attention, within 1.5 GB RSS.
+    target = export_lib.export(task, trained_run[0], str(tmp_path / "export"))
+    cases = (text_cases("serving_default", batch_rows="3 mars 2021")
+             + text_cases("greedy", batch_rows="3 mars 2021"))
+    results = run_fuzz(target, cases, tmp_path)
+    assert set(results) == {case for case, _, _ in cases}
+    assert_survives(results, {"serving_default": ["text"], "greedy": ["text"]})
+    assert all(r["ok"] for r in results.values()), results
+    assert results["serving_default: 1 MB text"]["shapes"]["attention"][2] == 500
