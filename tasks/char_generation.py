@@ -11,7 +11,8 @@ names seen in training), ``shakespeare`` or a text file (continuous: fixed windo
 concatenated text). Sampling runs in-graph (``models.language_model.generate``): the prompt and
 every new character cost one RNN step, never a re-read of the prefix.
 
-Reads top-down: config -> preprocessing -> serving -> the task (data, model, metrics, CLI).
+The serving module and its request limits: :mod:`tasks.char_generation_serving`. Reads
+top-down: config -> preprocessing -> metrics -> the task (data, model, CLI).
 """
 
 from __future__ import annotations
@@ -25,14 +26,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from models.language_model import (
-    build_char_language_model,
-    build_step_model,
-    generate,
-    sequence_log_probs,
-)
+from models.language_model import build_char_language_model
 from pipelines import batching, sources
 from pipelines.vocab import END_ID, OOV_ID, PAD_ID, START_ID, CharVocabulary
+from tasks.char_generation_serving import CharGenerationServing
 from tasks.runner.cli import main
 from tasks.runner.config import TaskConfig
 from tasks.runner.errors import InputError
@@ -56,6 +53,8 @@ class CharGenerationConfig(TaskConfig):
     num_layers: int = 2
     dropout: float = 0.1
     max_generate_length: int = 2000  # served `length` is clipped to this
+    max_prompt_length: int = 1000  # serving: a prompt's last characters fed (more: `truncated`)
+    max_score_length: int = 10000  # serving: `score` reads a text's first characters
     top_k: int = 0                 # used by serving_default; the `generate` signature takes its own
     top_p: float = 1.0
 
@@ -108,71 +107,6 @@ class CharPreprocessor(Preprocessor):
         if self.mode == "lines":
             return self.vocab(texts, add_start_end=True)
         return self.vocab(tf.strings.join([CONTINUOUS_CONTEXT, texts]), add_start_end=False)
-
-
-# ---- serving ------------------------------------------------------------------------------
-_PROMPT = tf.TensorSpec([None], tf.string, name="prompt")
-_LENGTH = tf.TensorSpec([], tf.int32, name="length")
-_TEMPERATURE = tf.TensorSpec([], tf.float32, name="temperature")
-
-
-class CharGenerationServing(tf.Module):
-    """Signatures ``serving_default`` (prompt, length, temperature -> text), ``generate`` (also
-    top_k, top_p, seed) and ``score`` (text -> log-probabilities)."""
-
-    signature_names = ("serving_default", "generate", "score")
-
-    def __init__(self, model, preprocessor: CharPreprocessor, config: CharGenerationConfig):
-        super().__init__()
-        self.model = model
-        self.step_model = build_step_model(model)
-        # Every model variable (seed-generator states of dropout layers included) reachable
-        # from the module, so no traced function captures an untracked resource.
-        self.model_variables = [v.value for v in model.variables]
-        self.vocab = preprocessor.vocab
-        self.preprocessor = preprocessor
-        self.max_length = int(config.max_generate_length)
-        self.top_k, self.top_p = int(config.top_k), float(config.top_p)
-        self.seed_generator = keras.random.SeedGenerator(config.seed)
-        # The tf.Variable under the Keras variable: tracked, so it is saved with the module.
-        self.seed_state = self.seed_generator.state.value
-        # seen_in_training: 1 seen / 0 new for lines; -1 (not applicable) for continuous text.
-        lines = preprocessor.mode == "lines"
-        keys = (preprocessor.seen if lines else []) or [""]  # a table needs >= 1 key
-        self.seen_table = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
-            tf.constant(keys, tf.string), tf.fill([len(keys)], 1 if lines else -1)),
-            default_value=0 if lines else -1)
-
-    def _generate(self, prompt, length, temperature, top_k, top_p):
-        length = tf.clip_by_value(length, 0, self.max_length)
-        ids, num_chars = generate(
-            self.step_model, self.preprocessor.context_ids(prompt), length, temperature, top_k,
-            top_p, seed=self.seed_generator, forbidden_ids=self.preprocessor.forbidden_ids,
-            end_id=END_ID if self.preprocessor.mode == "lines" else None)
-        generated = self.vocab.decode(ids)
-        text = tf.strings.join([prompt, generated])
-        return {"text": text, "generated": generated, "num_chars": num_chars,
-                "seen_in_training": self.seen_table.lookup(text)}
-
-    @tf.function(input_signature=[_PROMPT, _LENGTH, _TEMPERATURE])
-    def serving_default(self, prompt, length, temperature):
-        return self._generate(prompt, length, temperature, self.top_k, self.top_p)
-
-    @tf.function(input_signature=[_PROMPT, _LENGTH, _TEMPERATURE,
-                                  tf.TensorSpec([], tf.int32, name="top_k"),
-                                  tf.TensorSpec([], tf.float32, name="top_p"),
-                                  tf.TensorSpec([], tf.int32, name="seed")])
-    def generate(self, prompt, length, temperature, top_k, top_p, seed):
-        # seed >= 0 restarts the sampler's stream (reproducible); -1 continues it.
-        state = tf.cast(tf.stack([seed, 0]), self.seed_state.dtype)
-        self.seed_state.assign(tf.where(seed >= 0, state, self.seed_state))
-        return self._generate(prompt, length, temperature, top_k, top_p)
-
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
-    def score(self, text):
-        total, count = sequence_log_probs(self.model, self.preprocessor.scored_ids(text))
-        per_char = total / tf.cast(tf.maximum(count, 1), tf.float32)
-        return {"log_prob": total, "log_prob_per_char": per_char, "num_scored": count}
 
 
 # ---- metrics ------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ over 128) and its step and duration as quantised classes - see
 ``models/music_language_model.py`` for why classes rather than regression. Metrics: pitch NLL
 and top-1 accuracy on held-out pieces beside a bigram pitch baseline fitted on the same
 training split (``nll_ratio`` = model / bigram; lower is better, < 1 beats the baseline).
+The serving module and its request limits: :mod:`tasks.music_generation_serving`.
 """
 
 from __future__ import annotations
@@ -30,13 +31,12 @@ from models.music_language_model import (
     PITCH,
     STEP,
     build_music_language_model,
-    build_music_step_model,
-    generate_notes,
     note_targets,
     time_bins_for,
 )
 from pipelines import batching, sources
 from pipelines.readers.music import UNITS, VOICES, read_midi, write_midi
+from tasks.music_generation_serving import MusicGenerationServing
 from tasks.runner.cli import main
 from tasks.runner.config import TaskConfig
 from tasks.runner.errors import DataError, InputError
@@ -129,53 +129,6 @@ def pitch_counts(pieces) -> tuple[np.ndarray, np.ndarray]:
     return bigram, unigram
 
 
-# ---- serving ------------------------------------------------------------------------------
-_PROMPT = tf.TensorSpec([None, 3], tf.float32, name="prompt_notes")
-_NUM_NOTES = tf.TensorSpec([], tf.int32, name="num_notes")
-_TEMPERATURE = tf.TensorSpec([], tf.float32, name="temperature")
-
-
-class MusicGenerationServing(tf.Module):
-    """``serving_default(prompt_notes [n, 3], num_notes, temperature) -> notes [num_notes, 3]``
-    and ``generate`` (also top_k, top_p for the pitch, and seed). An empty prompt starts from
-    the most common first note of the training pieces."""
-
-    signature_names = ("serving_default", "generate")
-
-    def __init__(self, model, preprocessor: MusicPreprocessor, config: MusicGenerationConfig):
-        super().__init__()
-        self.model = model
-        self.step_model = build_music_step_model(model)
-        self.model_variables = [v.value for v in model.variables]  # all tracked for saving
-        self.time_bins = preprocessor.time_bins
-        self.first_note = tf.constant(preprocessor.first_note[None])
-        self.unit = tf.constant(preprocessor.unit)
-        self.max_prompt = int(config.max_prompt_notes)
-        self.max_notes = int(config.max_notes)
-        self.seed_generator = keras.random.SeedGenerator(config.seed)
-        self.seed_state = self.seed_generator.state.value
-
-    def _generate(self, prompt, num_notes, temperature, top_k, top_p):
-        prompt = tf.cond(tf.shape(prompt)[0] > 0, lambda: prompt, lambda: self.first_note)
-        prompt = prompt[-self.max_prompt:]
-        num_notes = tf.clip_by_value(num_notes, 0, self.max_notes)
-        notes = generate_notes(self.step_model, prompt[tf.newaxis], num_notes, self.time_bins,
-                               temperature, top_k, top_p, seed=self.seed_generator)
-        return {"notes": notes[0], "unit": self.unit}
-
-    @tf.function(input_signature=[_PROMPT, _NUM_NOTES, _TEMPERATURE])
-    def serving_default(self, prompt_notes, num_notes, temperature):
-        return self._generate(prompt_notes, num_notes, temperature, 0, 1.0)
-
-    @tf.function(input_signature=[_PROMPT, _NUM_NOTES, _TEMPERATURE,
-                                  tf.TensorSpec([], tf.int32, name="top_k"),
-                                  tf.TensorSpec([], tf.float32, name="top_p"),
-                                  tf.TensorSpec([], tf.int32, name="seed")])
-    def generate(self, prompt_notes, num_notes, temperature, top_k, top_p, seed):
-        # seed >= 0 restarts the sampler's stream (reproducible); -1 continues it.
-        state = tf.cast(tf.stack([seed, 0]), self.seed_state.dtype)
-        self.seed_state.assign(tf.where(seed >= 0, state, self.seed_state))
-        return self._generate(prompt_notes, num_notes, temperature, top_k, top_p)
 
 
 # ---- the task -------------------------------------------------------------------------------

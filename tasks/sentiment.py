@@ -23,6 +23,7 @@ from pipelines.vocab import WordVectorizer
 from tasks.runner.cli import main
 from tasks.runner.config import TaskConfig
 from tasks.runner.task import Preprocessor, Task
+from tasks.serving_limits import CHARS_PER_WORD, check_batch, keep_chars, valid_utf8
 
 
 # ---- config -----------------------------------------------------------------------------
@@ -78,18 +79,26 @@ class SentimentPreprocessor(Preprocessor):
 
 # ---- serving ------------------------------------------------------------------------------
 class SentimentServing(tf.Module):
-    """``serving_default(text: string [batch])`` -> label, probabilities, class_id."""
+    """``serving_default(text: string [batch])`` -> label, probabilities, class_id.
 
-    def __init__(self, model, preprocessor: SentimentPreprocessor, max_length: int):
+    Limits (:mod:`tasks.serving_limits`): at most ``max_batch`` texts (else
+    ``InvalidArgumentError`` naming ``text``); a review is read up to its first ``max_length``
+    words, and before it is split, up to its first ``CHARS_PER_WORD * max_length`` characters
+    (so one huge text cannot widen the batch's dense word tensor); invalid UTF-8 -> U+FFFD."""
+
+    def __init__(self, model, preprocessor: SentimentPreprocessor, max_length: int,
+                 max_batch: int = 1024):
         super().__init__()
         self.model = model
         self.vectorizer = preprocessor.vectorizer
         self.preprocessor = preprocessor
         self.class_names = tf.constant(preprocessor.class_names)
-        self.max_length = max_length
+        self.max_length, self.max_batch = int(max_length), int(max_batch)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
     def serving_default(self, text):
+        text = valid_utf8(check_batch(text, self.max_batch, "text"))
+        text, _ = keep_chars(text, CHARS_PER_WORD * self.max_length)
         probabilities = _class_probabilities(
             self.model(self.preprocessor.token_ids(text, self.max_length), training=False))
         class_id = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
@@ -175,7 +184,7 @@ class SentimentTask(Task):
         return metrics
 
     def serving_module(self, config, model, preprocessor):
-        return SentimentServing(model, preprocessor, config.max_length)
+        return SentimentServing(model, preprocessor, config.max_length, config.max_batch)
 
     def warmup_inputs(self, config):
         return {"text": np.array(self.demo_inputs["text"], dtype=object)}

@@ -5,8 +5,9 @@
     python -m tasks.seq2seq predict "14 juillet 1789" --plot-attention attention.png
     python -m tasks.seq2seq export
 
-Reads top-down: config -> preprocessing -> serving (in-graph beam / greedy decoding) -> the task
-(data, model, metrics, predictions, search space) -> metric helpers.
+Reads top-down: config -> preprocessing -> the task (data, model, metrics, predictions, search
+space) -> metric helpers. Serving (in-graph beam / greedy decoding, request limits):
+:mod:`tasks.seq2seq_serving`.
 """
 
 from __future__ import annotations
@@ -19,12 +20,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from models.seq2seq import ATTENTIONS, build_inference_models, build_seq2seq_model, decode
+from models.seq2seq import ATTENTIONS, build_seq2seq_model
 from pipelines import batching, sources
 from pipelines.vocab import END_ID, START_ID, CharVocabulary, WordVectorizer
 from tasks.runner.cli import main
 from tasks.runner.config import TaskConfig
 from tasks.runner.task import Preprocessor, Task
+from tasks.seq2seq_serving import Seq2SeqServing, max_decode_length  # noqa: F401 (API)
 
 DATES = "dates"
 
@@ -49,6 +51,7 @@ class Seq2SeqConfig(TaskConfig):
     beam_width: int = 4
     length_penalty: float = 0.0    # GNMT alpha; 0 ranks by the model's log-probability
     max_decode_length: int = 0     # 0 = 1.5 x the longest training target + 2
+    max_source_length: int = 500   # serving: source tokens read (more: cut, `truncated`)
     eval_batch_size: int = 256
 
     def check(self, checks):
@@ -135,65 +138,6 @@ class Seq2SeqPreprocessor(Preprocessor):
             text = tf.strings.regex_replace(text, r"([¿¡(\[{«]) ", r"\1")
             text = tf.strings.regex_replace(text, r" ?(['’]) ?", r"\1")
         return text
-
-
-def max_decode_length(config, preprocessor) -> int:
-    return config.max_decode_length or int(1.5 * preprocessor.max_target_length) + 2
-
-
-# ---- serving ------------------------------------------------------------------------------
-class Seq2SeqServing(tf.Module):
-    """``serving_default(text)``: beam search; ``greedy(text)``: greedy decoding.
-
-    Both return ``translation`` (string [batch]), ``score`` (length-normalised log-prob),
-    ``log_prob`` and ``length`` [batch], ``attention`` [batch, out_time, src_time] and the
-    ``source_tokens`` / ``output_tokens`` labelling its axes, for the heatmap.
-    """
-
-    signature_names = ("serving_default", "greedy")
-
-    def __init__(self, model, preprocessor: Seq2SeqPreprocessor, config):
-        super().__init__()
-        self.model = model
-        self.source_vocab, self.target_vocab = preprocessor.source_vocab, preprocessor.target_vocab
-        self.preprocessor = preprocessor
-        self.encoder, self._step = build_inference_models(model)
-        self.options = dict(start_token=START_ID, end_token=END_ID,
-                            max_length=max_decode_length(config, preprocessor),
-                            length_penalty=float(config.length_penalty))
-        self.beam_width = int(config.beam_width)
-        # Token tables for the heatmap labels (vocab.decode joins a char vocabulary's tokens).
-        self.source_table = tf.constant(self.source_vocab.get_vocabulary())
-        self.target_table = tf.constant(self.target_vocab.get_vocabulary())
-
-    def decode_text(self, text, method):
-        """string [batch] -> the output dict (``method`` "both": {"greedy": .., "beam": ..})."""
-        pre = self.preprocessor
-        source = pre.source_ids(text)
-        result = decode(self.encoder, self._step, source, method=method,
-                        beam_width=self.beam_width, **self.options)
-        if method == "both":
-            return {k: self._outputs(source, v) for k, v in result.items()}
-        return self._outputs(source, result)
-
-    def _outputs(self, source, result):
-        return {"translation": self.preprocessor.decode(result["tokens"]),
-                "score": result["normalized_scores"], "log_prob": result["scores"],
-                "length": result["lengths"], "attention": result["attention"],
-                "source_tokens": tf.gather(self.source_table, source),
-                "output_tokens": tf.gather(self.target_table, result["tokens"])}
-
-    # autograph=False: nothing here branches on tensors (the search is an explicit while
-    # loop), and converting Keras' code for autograph made tracing ~2.5x slower.
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")],
-                 autograph=False)
-    def serving_default(self, text):
-        return self.decode_text(text, "beam")
-
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")],
-                 autograph=False)
-    def greedy(self, text):
-        return self.decode_text(text, "greedy")
 
 
 # ---- the task -------------------------------------------------------------------------------

@@ -104,6 +104,8 @@ class TaskConfig:
     dropout: float = 0.2
     recurrent_dropout: float = 0.0
     embedding_dim: int = 64
+    # Serving: the most rows one request may hold (more: InvalidArgumentError naming the input).
+    max_batch: int = 1024
 
     def check(self, checks: Checks) -> None:
         """Adds this config's rules to ``checks``; task configs extend it (call ``super``)."""

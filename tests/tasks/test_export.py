@@ -9,6 +9,7 @@ import stat
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from tasks import sentiment
@@ -16,6 +17,12 @@ from tasks.runner import config as config_lib
 from tasks.runner import errors, training
 from tasks.runner import export as export_lib
 from tests.tasks.export_checks import assert_loaders_agree
+from tests.tasks.serving_fuzz import (
+    assert_survives,
+    run_fuzz,
+    skip_export_revalidation,
+    text_cases,
+)
 
 TINY = {"max_tokens": 100, "max_length": 12, "embedding_dim": 4, "units": 4, "batch_size": 8,
         "epochs": 1, "dropout": 0.0}
@@ -147,3 +154,14 @@ def test_saved_model_cli_runs_the_readme_command(task, run_dir, tmp_path):
                            "--signature_def", "serving_default"],
                           capture_output=True, text=True, timeout=300)
     assert show.returncode == 0 and "inputs['text'] tensor_info" in show.stdout, show.stderr
+
+
+def test_export_survives_fuzzed_requests_in_a_fresh_process(task, run_dir, tmp_path, monkeypatch):
+    skip_export_revalidation(monkeypatch)
+    target = export_lib.export(task, run_dir, str(tmp_path / "export"))
+    cases = text_cases("serving_default") + [
+        ("batch 1025", "serving_default", {"text": np.array(["a"] * 1025, dtype=object)})]
+    results = run_fuzz(target, cases, tmp_path)
+    assert set(results) == {case for case, _, _ in cases}
+    assert_survives(results, {"serving_default": ["text"]}, {"batch 1025": "max_batch=1024"})
+    assert all(r["ok"] for case, r in results.items() if case != "batch 1025"), results

@@ -20,6 +20,12 @@ from tasks.runner import cli, training
 from tasks.runner import config as config_lib
 from tasks.runner import export as export_lib
 from tests.tasks.export_checks import assert_loaders_agree
+from tests.tasks.serving_fuzz import (
+    assert_survives,
+    run_fuzz,
+    skip_export_revalidation,
+    text_cases,
+)
 
 FIXTURE = os.path.join(os.path.dirname(__file__), "..", "fixtures", "ner", "tiny_conll")
 # F1 1.0 on the training sentences after ~7 epochs; early stopping ends the run 3 later.
@@ -143,7 +149,8 @@ def test_export_serves_raw_sentences_in_a_fresh_process(task, trained, tmp_path,
         assert os.path.exists(os.path.join(target, export_lib.WARMUP_FILE))
     serve = export_lib.load_serving_function(target)
     out = serve(text=tf.constant([SENTENCE, "", "Siemens shares rose 3 percent in Frankfurt ."]))
-    assert set(out) == {"tokens", "tags", "lengths"}
+    assert set(out) == {"tokens", "tags", "lengths", "truncated"}
+    assert out["truncated"].numpy().tolist() == [False, False, False]
     assert out["tokens"].dtype == tf.string and out["lengths"].dtype == tf.int32
     assert out["lengths"].numpy().tolist() == [10, 0, 8]
     tags = out["tags"].numpy().astype(str)
@@ -163,6 +170,18 @@ def test_export_serves_raw_sentences_in_a_fresh_process(task, trained, tmp_path,
         text=tf.constant([SENTENCE]))
     assert document["tags"].numpy().tolist() == serve(text=tf.constant([SENTENCE]))[
         "tags"].numpy().tolist()
+
+
+def test_export_survives_fuzzed_requests_in_a_fresh_process(task, trained, tmp_path, monkeypatch):
+    # Empty, blank, 1 MB, NUL, invalid UTF-8, batch 0 and 1000: answered within 1.5 GB RSS.
+    skip_export_revalidation(monkeypatch)
+    target = export_lib.export(task, trained[0], str(tmp_path / "export"))
+    cases = text_cases("serving_default") + text_cases("tag_document")
+    results = run_fuzz(target, cases, tmp_path)
+    assert set(results) == {case for case, _, _ in cases}
+    assert_survives(results, {"serving_default": ["text"], "tag_document": ["text"]})
+    assert all(r["ok"] for r in results.values()), results
+    assert results["tag_document: 1 MB text"]["shapes"]["tokens"] == [1, 1000]
 
 
 def _document_split(sentences, document=0):
