@@ -34,8 +34,8 @@ class NerServing(tf.Module):
 
     signature_names = ("serving_default", "tag_document")
 
-    def __init__(self, model, preprocessor, document_context: float,
-                 max_text_tokens: int = 1000, max_batch: int = 1024):
+    def __init__(self, model, preprocessor, document_context: float, max_text_tokens: int,
+                 max_batch: int):
         super().__init__()
         self.model = model
         self.words, self.chars, self.labels = (preprocessor.words, preprocessor.chars,

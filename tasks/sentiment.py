@@ -87,7 +87,7 @@ class SentimentServing(tf.Module):
     (so one huge text cannot widen the batch's dense word tensor); invalid UTF-8 -> U+FFFD."""
 
     def __init__(self, model, preprocessor: SentimentPreprocessor, max_length: int,
-                 max_batch: int = 1024):
+                 max_batch: int):
         super().__init__()
         self.model = model
         self.vectorizer = preprocessor.vectorizer

@@ -206,7 +206,8 @@ def test_document_context_in_evaluation_matches_the_tag_document_signature(task,
     texts = [SENTENCE, "MERKEL visited PARIS and Siemens .",
              "Merkel said Paris and SIEMENS agree ."]
     gold, sentence, document = SplitTagger(preprocessor, _document_split(texts), 2, 1.0)(model)
-    module = ner.NerServing(model, preprocessor, document_context=1.0)
+    module = ner.NerServing(model, preprocessor, document_context=1.0,
+                            max_text_tokens=config.max_text_tokens, max_batch=config.max_batch)
     for signature, tagged in ((module.serving_default, sentence), (module.tag_document, document)):
         out = signature(tf.constant(texts))
         served = {tuple(t[:n]): list(g[:n]) for t, g, n in zip(

@@ -80,4 +80,4 @@ def test_invalid_utf8_and_control_bytes_give_valid_tokens(module):
 
 def test_limits_must_be_positive(preprocessor):
     with pytest.raises(ValueError, match="max_text_tokens"):
-        ner.NerServing(None, preprocessor, 0.5, max_text_tokens=0)
+        ner.NerServing(None, preprocessor, 0.5, max_text_tokens=0, max_batch=4)
