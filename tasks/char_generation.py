@@ -61,7 +61,8 @@ class CharGenerationConfig(TaskConfig):
     def check(self, checks):
         super().check(checks)
         checks.one_of(mode=("",) + MODES)
-        checks.at_least(1, "sequence_length", "max_generate_length")
+        checks.at_least(1, "sequence_length", "max_generate_length", "max_prompt_length",
+                        "max_score_length")
         checks.at_least(0, "top_k")
         checks.require("max_chars", self.max_chars == 0 or self.max_chars >= 5,
                        "must be 0 (no cap) or >= 5: 4 reserved ids and one character")

@@ -80,7 +80,8 @@ class NerConfig(TaskConfig):
         checks.require("scheme", str(self.scheme).upper() in ("BIOES", "IOBES", "IOB2", "BIO"),
                        "must be BIOES or IOB2")
         checks.one_of(char_encoder=("lstm", "cnn", "none"))
-        checks.at_least(1, "char_dim", "char_units", "casing_dim", "max_word_length")
+        checks.at_least(1, "char_dim", "char_units", "casing_dim", "max_word_length",
+                        "max_text_tokens")
         checks.at_least(3, "max_tokens")  # padding, [UNK] and one word
         checks.require("embeddings", not self.embeddings or os.path.isfile(self.embeddings),
                        "no such file")

@@ -57,7 +57,8 @@ class Seq2SeqConfig(TaskConfig):
     def check(self, checks):
         super().check(checks)
         checks.at_least(0, "num_examples", "max_length", "max_decode_length", "length_penalty")
-        checks.at_least(1, "decoder_layers", "beam_width", "eval_batch_size")
+        checks.at_least(1, "decoder_layers", "beam_width", "eval_batch_size",
+                        "max_source_length")
         checks.at_least(3, "max_tokens")  # padding, [UNK] and one word
         checks.one_of(unit=("auto", "char", "word"), attention=ATTENTIONS)
 

@@ -109,7 +109,8 @@ class TaskConfig:
 
     def check(self, checks: Checks) -> None:
         """Adds this config's rules to ``checks``; task configs extend it (call ``super``)."""
-        checks.at_least(1, "epochs", "batch_size", "units", "num_layers", "embedding_dim")
+        checks.at_least(1, "epochs", "batch_size", "units", "num_layers", "embedding_dim",
+                        "max_batch")
         checks.at_least(0, "patience", "lr_patience", "max_examples", "clipnorm")
         checks.require("seed", isinstance(self.seed, int) and 0 <= self.seed < 2 ** 32,
                        "must be an int in [0, 2**32)")

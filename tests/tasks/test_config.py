@@ -128,6 +128,18 @@ def test_task_configs_add_their_own_checks():
         ner.NerConfig(singleton_unk=1.5)  # at construction
 
 
+def test_serving_limits_are_checked():
+    from tasks import char_generation, ner, sentiment, seq2seq
+
+    for config, key in ((sentiment.SentimentConfig(), "max_batch"),
+                        (ner.NerConfig(), "max_text_tokens"),
+                        (char_generation.CharGenerationConfig(), "max_prompt_length"),
+                        (char_generation.CharGenerationConfig(), "max_score_length"),
+                        (seq2seq.Seq2SeqConfig(), "max_source_length")):
+        with pytest.raises(errors.ConfigError, match=rf"{key}=0 \(must be >= 1\)"):
+            config_lib.override(config, {key: 0}, "x", validate=True)
+
+
 def test_every_task_default_config_is_valid():
     from tasks import char_generation, music_generation, ner, sentiment, seq2seq
 
