@@ -30,6 +30,7 @@ class TaskConfig:
     max_examples: int = 0          # 0 = all; caps the training split (validation is capped at 1/4)
     mixed_precision: str = "auto"  # auto|off|float16|bfloat16
     strategy: str = "auto"         # auto|default|mirrored|multiworker
+    logical_devices: int = 0       # >1: split the CPU so `mirrored` has that many replicas
     # Shared model knobs (the search spaces draw on these).
     cell: str = "lstm"             # lstm|peephole_lstm|gru|simple_rnn
     units: int = 64

@@ -1,0 +1,121 @@
+"""Multi-worker training on Keras 3's TensorFlow trainer: two narrow fixes and the chief/worker
+roles.
+
+Keras 3.x (checked on 3.15) cannot ``fit`` under ``MultiWorkerMirroredStrategy`` with more than
+one worker, because of two reductions in ``keras/src/backend/tensorflow/trainer.py``:
+
+* ``_maybe_symbolic_build`` averages the first distributed batch with
+  ``strategy.reduce("MEAN", batch, axis=None)`` only to learn its shapes; in multi-worker mode
+  that reduce cannot convert the ``PerReplica`` batch (keras-team/keras#20585). The batch of this
+  worker's first replica has the same structure, and a shape is all the build needs.
+* ``reduce_per_replica`` reduces every step output with ``strategy.reduce("MEAN", v, axis=0)``
+  in multi-worker mode, which fails on the scalar metric results (tensorflow/tensorflow#72388).
+  The elementwise mean over replicas (``axis=None``) is what the one-worker path computes
+  (``tf.reduce_mean(local_results, axis=0)``).
+
+:func:`patch_keras_multi_worker` replaces both, delegating to Keras' own code whenever the
+strategy is not a multi-worker ``MultiWorkerMirroredStrategy``; so single-process training runs
+the unpatched Keras code. The gradients are all-reduced by Keras' own ``train_step``
+(``optimizer.apply_gradients`` inside ``strategy.run``), and ``batch_size`` stays global: each of
+the ``num_replicas_in_sync`` replicas gets ``batch_size / replicas`` examples per step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+
+import keras
+import tensorflow as tf
+
+#: Keras versions whose trainer has the two reductions above (checked by reading the source).
+_PATCHED_KERAS = ("3.",)
+_patched = False
+
+
+def is_multi_worker(strategy) -> bool:
+    return (isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+            and strategy.extended._in_multi_worker_mode())
+
+
+def patch_keras_multi_worker() -> bool:
+    """Installs the two multi-worker reductions into Keras' TF trainer (idempotent).
+
+    Returns:
+        True when the patch is in place; False on a Keras version it was not written for (then
+        Keras' own code runs, and multi-worker ``fit`` fails as upstream does).
+    """
+    global _patched
+    if _patched:
+        return True
+    if not keras.version().startswith(_PATCHED_KERAS):
+        return False
+    from keras.src import tree
+    from keras.src.backend.tensorflow import trainer as tf_trainer
+
+    original_reduce = tf_trainer.reduce_per_replica
+    original_build = tf_trainer.TensorFlowTrainer._maybe_symbolic_build
+
+    def reduce_per_replica(values, strategy, reduction):
+        if not is_multi_worker(strategy) or reduction not in ("auto", "mean"):
+            return original_reduce(values, strategy, reduction)
+        return tree.map_structure(lambda v: strategy.reduce("MEAN", v, axis=None), values)
+
+    def maybe_symbolic_build(self, iterator=None, data_batch=None):
+        strategy = self.distribute_strategy
+        if self._distribute_strategy is None or iterator is None or not is_multi_worker(strategy):
+            return original_build(self, iterator=iterator, data_batch=data_batch)
+        for _, _, it in iterator:
+            batch = next(it)
+            data_batch = tree.map_structure(
+                lambda v: strategy.experimental_local_results(v)[0]
+                if isinstance(v, tf.distribute.DistributedValues) else v, batch)
+            break
+        with strategy.scope():
+            self._symbolic_build(data_batch=data_batch)
+
+    tf_trainer.reduce_per_replica = reduce_per_replica
+    tf_trainer.TensorFlowTrainer._maybe_symbolic_build = maybe_symbolic_build
+    _patched = True
+    return True
+
+
+@dataclasses.dataclass(frozen=True)
+class Role:
+    """This process's part in a run: the chief writes the run directory, workers do not."""
+
+    chief: bool = True
+    name: str = "chief"
+    workers: int = 1
+
+
+def role(strategy) -> Role:
+    """The chief is ``task.type == "chief"``, or worker 0 of a cluster without a chief (TF's
+    convention); a single process is its own chief."""
+    if not is_multi_worker(strategy):
+        return Role()
+    resolver = strategy.cluster_resolver
+    kind, index = resolver.task_type, resolver.task_id
+    spec = resolver.cluster_spec().as_dict()
+    workers = sum(len(spec.get(k, [])) for k in ("chief", "worker"))
+    chief = kind == "chief" or (kind == "worker" and index == 0 and "chief" not in spec)
+    return Role(chief=chief, name="chief" if chief else f"{kind}{index}", workers=workers)
+
+
+def cluster_size() -> int:
+    """Processes named in ``TF_CONFIG`` (1 without it)."""
+    try:
+        spec = json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {})
+    except json.JSONDecodeError:
+        return 1
+    return max(1, sum(len(spec.get(k, [])) for k in ("chief", "worker")))
+
+
+def shard_by_data(dataset):
+    """Each worker reads every N-th element (files are not split between workers: the readers
+    stream single files through ``from_generator``, which FILE sharding cannot divide)."""
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = (
+        tf.data.experimental.AutoShardPolicy.DATA)
+    return dataset.with_options(options)
