@@ -105,6 +105,8 @@ def run_command(task, args) -> int:
         config = config_from_args(task, args)
         metrics = training.train(task, config, args.output, overwrite=args.overwrite,
                                  verbose=0 if args.quiet else 1)
+        if not metrics:  # a multi-worker worker: the chief evaluates and writes the run
+            return 0
         print(f"validation metrics of the best checkpoint ({args.output}/model.keras):")
         task.print_metrics(metrics)
         _print_json_line(metrics)

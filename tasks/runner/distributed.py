@@ -103,6 +103,12 @@ def role(strategy) -> Role:
     return Role(chief=chief, name="chief" if chief else f"{kind}{index}", workers=workers)
 
 
+def barrier(strategy) -> None:
+    """Blocks until every worker got here (a one-number all-reduce); no-op in one process."""
+    if is_multi_worker(strategy):
+        strategy.reduce("SUM", strategy.run(lambda: tf.constant(1.0)), axis=None)
+
+
 def cluster_size() -> int:
     """Processes named in ``TF_CONFIG`` (1 without it)."""
     try:

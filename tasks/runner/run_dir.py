@@ -75,6 +75,15 @@ def is_unfinished(run_dir: str) -> bool:
     return os.path.isdir(path(run_dir, BACKUP))
 
 
+def backup_epoch(run_dir: str) -> int | None:
+    """The last epoch the run's backup holds (None without one)."""
+    try:
+        with open(os.path.join(run_dir, BACKUP, "training_metadata.json"), encoding="utf-8") as f:
+            return int(json.load(f)["epoch"])
+    except (OSError, ValueError, KeyError):
+        return None
+
+
 def is_finished(run_dir: str) -> bool:
     marker = read_marker(run_dir)
     if marker is not None and marker.get("state") != "finished":

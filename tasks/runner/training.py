@@ -131,7 +131,8 @@ def train(task, config, run_dir: str, *, overwrite: bool = False, verbose: int =
         if resuming:
             _check_resume(task, config, run_dir, False)
     print(f"[{task.name}] policy={policy} replicas={strategy.num_replicas_in_sync} "
-          f"role={role.name} run_dir={run_dir}{' (resuming)' if resuming else ''}")
+          f"role={role.name} run_dir={run_dir}"
+          f"{f' (resuming after epoch {rd.backup_epoch(run_dir)})' if resuming else ''}")
     splits, preprocessor, train_ds, val_ds, model = _prepare(task, config, strategy, resuming,
                                                              run_dir)
     if verbose:
@@ -153,10 +154,19 @@ def train(task, config, run_dir: str, *, overwrite: bool = False, verbose: int =
                 shutil.rmtree(run_dir, ignore_errors=True)
                 rd.restore_aside(run_dir)
             raise
-        if not role.chief:
-            print(f"[{task.name}] {role.name} done; the chief writes {run_dir}")
-            return {}
-        return _finish(task, config, run_dir, nan_stop, preprocessor, splits)
+        if role.chief:
+            try:
+                return _finish(task, config, run_dir, nan_stop, preprocessor, splits)
+            finally:
+                distributed.barrier(strategy)
+        # Workers wait for the chief to finish writing (a worker that exits first makes the
+        # chief's runtime report it as crashed).
+        distributed.barrier(strategy)
+        if nan_stop.where:
+            raise cb.NanLossError(f"training stopped: loss became non-finite at epoch, batch "
+                                  f"{nan_stop.where[:2]}; see the chief's message")
+        print(f"[{task.name}] {role.name} done; the chief wrote {run_dir}")
+        return {}
     finally:
         if not role.chief:
             shutil.rmtree(out_dir, ignore_errors=True)

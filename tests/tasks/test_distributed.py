@@ -1,0 +1,95 @@
+"""Multi-worker training and distributed tuning with real processes on 127.0.0.1.
+
+Two workers of ``python -m tasks.sentiment train --strategy multiworker`` on the tiny review
+fixture: the chief alone writes the run, a worker killed with SIGKILL is survived by restarting
+every process with the same command, and a chief + worker Keras Tuner search finishes.
+"""
+
+import glob
+import json
+import os
+import signal
+
+import pytest
+
+from tasks import sentiment
+from tasks.runner import cli
+from tasks.runner import export as export_lib
+from tasks.runner import run_dir as rd
+from tests.tasks.multiprocess import Cluster, free_port, tf_config, wait_for
+
+CSV = os.path.join(os.path.dirname(__file__), "..", "fixtures", "sentiment", "tiny_reviews.csv")
+TINY = ["--data", os.path.abspath(CSV), "--quiet", "--set", "max_tokens=200",
+        "--set", "max_length=20", "--set", "embedding_dim=8", "--set", "units=8",
+        "--set", "batch_size=8", "--set", "dropout=0.0"]
+TIMEOUT = 240
+
+
+def start_workers(cluster, run_dir, tmp, epochs, extra=()):
+    ports = [free_port(), free_port()]
+    args = ["-m", "tasks.sentiment", "train", "--strategy", "multiworker", "--output", run_dir,
+            "--epochs", str(epochs), *TINY, *extra]
+    return [cluster.start(args, {"TF_CONFIG": tf_config(ports, i), "TMPDIR": str(tmp)},
+                          f"worker{i}") for i in range(2)]
+
+
+def assert_one_finished_run(run_dir, epochs, chief_runs=1):
+    """The chief's files only: one TensorBoard event file per split and chief process."""
+    assert rd.read_marker(run_dir)["state"] == "finished"
+    for split in ("train", "validation"):
+        events = glob.glob(os.path.join(run_dir, "logs", split, "events.*"))
+        assert len(events) == chief_runs, split
+    for name in ("model.keras", "config.json", "metrics.json", "plots/training_curves.png"):
+        assert os.path.exists(os.path.join(run_dir, name)), name
+    assert not os.path.exists(os.path.join(run_dir, "backup"))
+    history = json.load(open(os.path.join(run_dir, "history.json"), encoding="utf-8"))
+    assert [e["epoch"] for e in history] == list(range(1, epochs + 1))
+
+
+def test_two_workers_train_one_run(tmp_path, capsys):
+    run_dir, tmp = str(tmp_path / "run"), tmp_path / "tmp"
+    tmp.mkdir()
+    with Cluster(tmp_path) as cluster:
+        procs = start_workers(cluster, run_dir, tmp, epochs=2)
+        codes = cluster.wait(procs, TIMEOUT)
+        logs = [cluster.output(p) for p in procs]
+    assert codes == [0, 0], logs[0][-3000:] + logs[1][-3000:]
+    assert "replicas=2 role=chief" in logs[0] and "role=worker1" in logs[1]
+    assert "validation metrics" in logs[0] and "crashed" not in logs[0]
+    assert_one_finished_run(run_dir, 2)
+    assert os.listdir(tmp) == []  # the worker's private directory is gone
+    assert cli.main(sentiment.SentimentTask(), ["evaluate", "--model", run_dir]) == 0
+    assert "accuracy" in json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    target = export_lib.export(sentiment.SentimentTask(), run_dir, str(tmp_path / "export"))
+    assert os.path.exists(os.path.join(target, "saved_model.pb"))
+
+
+@pytest.mark.slow
+def test_killed_worker_then_restart_resumes(tmp_path):
+    run_dir, tmp = str(tmp_path / "run"), tmp_path / "tmp"
+    tmp.mkdir()
+    metadata = os.path.join(run_dir, "backup", "training_metadata.json")
+
+    def checkpointed():
+        try:
+            return json.load(open(metadata, encoding="utf-8"))["epoch"] >= 1
+        except (OSError, ValueError, KeyError):
+            return False
+
+    epochs = 6
+    with Cluster(tmp_path) as cluster:
+        procs = start_workers(cluster, run_dir, tmp, epochs, ["--set", "patience=10"])
+        assert wait_for(checkpointed, TIMEOUT), cluster.output(procs[0])[-3000:]
+        os.kill(procs[1].pid, signal.SIGKILL)
+        # The chief notices the lost worker (missing heartbeats) and fails; bounded wait.
+        chief_code = cluster.wait(procs[:1], 120)[0]
+        assert chief_code != 0
+        assert rd.state(run_dir) == "unfinished"
+        done = json.load(open(metadata, encoding="utf-8"))["epoch"]
+        assert done < epochs
+        procs = start_workers(cluster, run_dir, tmp, epochs, ["--set", "patience=10"])
+        codes = cluster.wait(procs, TIMEOUT)
+        logs = [cluster.output(p) for p in procs]
+    assert codes == [0, 0], logs[0][-3000:] + logs[1][-3000:]
+    assert f"(resuming after epoch {done})" in logs[0] and "(resuming" in logs[1]
+    assert_one_finished_run(run_dir, epochs, chief_runs=2)
