@@ -54,6 +54,8 @@ def build_parser(task) -> argparse.ArgumentParser:
     p.add_argument("--output", default=os.path.join("tune", task.name), help="tuning directory")
     p.add_argument("--tuner", default="random", choices=["random", "hyperband", "bayesian"])
     p.add_argument("--max-trials", type=int, default=10)
+    p.add_argument("--overwrite", action="store_true",
+                   help="start over when TUNE_DIR holds a search with another base config")
 
     p = sub.add_parser("export", help="SavedModel for TF Serving")
     p.add_argument("--model", default=os.path.join("runs", task.name), help="run directory")
@@ -148,7 +150,7 @@ def run_command(task, args) -> int:
     elif args.command == "tune":
         config = config_from_args(task, args)
         tuning.tune(task, config, args.output, tuner_kind=args.tuner, max_trials=args.max_trials,
-                    verbose=0 if args.quiet else 1)
+                    verbose=0 if args.quiet else 1, overwrite=args.overwrite)
     elif args.command == "export":
         target = export_lib.export(task, args.model, args.export_dir, version=args.version,
                                    overwrite=args.overwrite)
