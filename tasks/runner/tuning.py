@@ -13,6 +13,7 @@ import dataclasses
 import json
 import os
 import shutil
+import time
 import warnings
 
 import keras
@@ -52,8 +53,7 @@ def _is_worker() -> bool:
 def _check_tune_dir(task, config, tune_dir: str, tuner_kind: str, overwrite: bool) -> None:
     """A rerun resumes only the same search: the base config (and so the data, vocabulary
     and validation split the trials are scored on) and the tuner must match ``tune.json``."""
-    record = {"suite": rd.SUITE, "task": task.name, "tuner": tuner_kind,
-              "base_config": json.loads(config_lib.to_json(config))}
+    record = _record(task, config, tuner_kind)
     marker = os.path.join(tune_dir, TUNE_MARKER)
     if os.path.isdir(tune_dir) and os.listdir(tune_dir):
         try:
@@ -81,6 +81,28 @@ def _check_tune_dir(task, config, tune_dir: str, tuner_kind: str, overwrite: boo
     rd.write_json_atomic(marker, record)
 
 
+def _record(task, config, tuner_kind: str) -> dict:
+    return {"suite": rd.SUITE, "task": task.name, "tuner": tuner_kind,
+            "base_config": json.loads(config_lib.to_json(config))}
+
+
+def _wait_for_chief(task, config, tune_dir: str, tuner_kind: str) -> None:
+    """A worker starts once the chief has checked TUNE_DIR and recorded the same search."""
+    record, marker = _record(task, config, tuner_kind), os.path.join(tune_dir, TUNE_MARKER)
+    deadline = time.monotonic() + float(os.environ.get("RECURRENT_SUITE_CHIEF_WAIT", "600"))
+    while time.monotonic() < deadline:
+        try:
+            with open(marker, encoding="utf-8") as f:
+                if json.load(f) == record:
+                    return
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.5)
+    raise FileNotFoundError(f"the tuning chief has not recorded this search in {marker}: start "
+                            f"the chief with the same command and TUNE_DIR (a different base "
+                            f"config or tuner is refused)")
+
+
 def tune(task, config, tune_dir: str, *, tuner_kind: str = "random", max_trials: int = 10,
          verbose: int = 1, overwrite: bool = False) -> dict:
     """Searches ``task.search_space`` and returns ``{"hparams": ..., "score": ..., ...}``.
@@ -98,7 +120,9 @@ def tune(task, config, tune_dir: str, *, tuner_kind: str = "random", max_trials:
     import keras_tuner as kt
 
     worker = _is_worker()
-    if not worker:
+    if worker:
+        _wait_for_chief(task, config, tune_dir, tuner_kind)
+    else:
         _check_tune_dir(task, config, tune_dir, tuner_kind, overwrite)
     environment.set_seeds(config.seed)
     environment.configure_precision(config.mixed_precision)

@@ -93,3 +93,23 @@ def test_killed_worker_then_restart_resumes(tmp_path):
     assert codes == [0, 0], logs[0][-3000:] + logs[1][-3000:]
     assert f"(resuming after epoch {done})" in logs[0] and "(resuming" in logs[1]
     assert_one_finished_run(run_dir, epochs, chief_runs=2)
+
+
+def test_chief_and_worker_tuning(tmp_path):
+    tune_dir = str(tmp_path / "tune")
+    oracle = {"KERASTUNER_ORACLE_IP": "127.0.0.1", "KERASTUNER_ORACLE_PORT": str(free_port())}
+    args = ["-m", "tasks.sentiment", "tune", "--output", tune_dir, "--max-trials", "2",
+            "--epochs", "1", *TINY]
+    with Cluster(tmp_path) as cluster:
+        chief = cluster.start(args, {**oracle, "KERASTUNER_TUNER_ID": "chief"}, "chief")
+        worker = cluster.start(args, {**oracle, "KERASTUNER_TUNER_ID": "tuner0"}, "tuner0")
+        codes = cluster.wait([worker, chief], TIMEOUT)
+        logs = [cluster.output(p) for p in (chief, worker)]
+    assert codes == [0, 0], logs[0][-3000:] + logs[1][-3000:]
+    assert logs[1].count("trial ") >= 2 and "tuner0 ran 2 trial(s)" in logs[1]
+    trials = [json.load(open(path, encoding="utf-8"))
+              for path in glob.glob(os.path.join(tune_dir, "sentiment", "trial_*", "trial.json"))]
+    assert sorted(t["status"] for t in trials) == ["COMPLETED", "COMPLETED"]
+    best = json.load(open(os.path.join(tune_dir, "best.json"), encoding="utf-8"))
+    assert best["trial_id"] in {t["trial_id"] for t in trials}
+    assert "best trial" in logs[0]
