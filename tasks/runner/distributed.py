@@ -4,18 +4,20 @@ roles.
 Keras 3.x (checked on 3.15) cannot ``fit`` under ``MultiWorkerMirroredStrategy`` with more than
 one worker, because of two reductions in ``keras/src/backend/tensorflow/trainer.py``:
 
-* ``_maybe_symbolic_build`` averages the first distributed batch with
-  ``strategy.reduce("MEAN", batch, axis=None)`` only to learn its shapes; in multi-worker mode
-  that reduce cannot convert the ``PerReplica`` batch (keras-team/keras#20585). The batch of this
-  worker's first replica has the same structure, and a shape is all the build needs.
+* ``_maybe_symbolic_build`` (under any strategy scope) pulls a first batch from a fresh pass
+  over the data and averages it with ``strategy.reduce("MEAN", batch, axis=None)`` only to learn
+  its shapes; in multi-worker mode that reduce cannot convert the ``PerReplica`` batch
+  (keras-team/keras#20585), and under any strategy the extra pass advances the dataset's seeded
+  reshuffle, so a one-replica mirrored run saw other batches than the default strategy at the
+  same seed. The dataset's element spec gives the build the shapes without either.
 * ``reduce_per_replica`` reduces every step output with ``strategy.reduce("MEAN", v, axis=0)``
   in multi-worker mode, which fails on the scalar metric results (tensorflow/tensorflow#72388).
   The elementwise mean over replicas (``axis=None``) is what the one-worker path computes
   (``tf.reduce_mean(local_results, axis=0)``).
 
-:func:`patch_keras_multi_worker` replaces both, delegating to Keras' own code whenever the
-strategy is not a multi-worker ``MultiWorkerMirroredStrategy``; so single-process training runs
-the unpatched Keras code. The gradients are all-reduced by Keras' own ``train_step``
+:func:`patch_keras_trainer` replaces both, each delegating to Keras' own code outside the case it
+fixes (the reduction: a multi-worker strategy; the build: a model created under a strategy
+scope), so training under the default strategy runs the unpatched Keras code. The gradients are all-reduced by Keras' own ``train_step``
 (``optimizer.apply_gradients`` inside ``strategy.run``), and ``batch_size`` stays global: each of
 the ``num_replicas_in_sync`` replicas gets ``batch_size / replicas`` examples per step.
 """
@@ -39,12 +41,12 @@ def is_multi_worker(strategy) -> bool:
             and strategy.extended._in_multi_worker_mode())
 
 
-def patch_keras_multi_worker() -> bool:
-    """Installs the two multi-worker reductions into Keras' TF trainer (idempotent).
+def patch_keras_trainer() -> bool:
+    """Installs the two fixes into Keras' TF trainer (idempotent).
 
     Returns:
-        True when the patch is in place; False on a Keras version it was not written for (then
-        Keras' own code runs, and multi-worker ``fit`` fails as upstream does).
+        True when the patch is in place; False on a Keras version it was not written for, or
+        one whose trainer no longer has the patched functions (then Keras' own code runs).
     """
     global _patched
     if _patched:
@@ -53,6 +55,10 @@ def patch_keras_multi_worker() -> bool:
         return False
     from keras.src import tree
     from keras.src.backend.tensorflow import trainer as tf_trainer
+
+    if not (hasattr(tf_trainer, "reduce_per_replica")
+            and hasattr(tf_trainer.TensorFlowTrainer, "_maybe_symbolic_build")):
+        return False
 
     original_reduce = tf_trainer.reduce_per_replica
     original_build = tf_trainer.TensorFlowTrainer._maybe_symbolic_build
@@ -63,17 +69,14 @@ def patch_keras_multi_worker() -> bool:
         return tree.map_structure(lambda v: strategy.reduce("MEAN", v, axis=None), values)
 
     def maybe_symbolic_build(self, iterator=None, data_batch=None):
-        strategy = self.distribute_strategy
-        if self._distribute_strategy is None or iterator is None or not is_multi_worker(strategy):
+        if self._distribute_strategy is None or iterator is None:
             return original_build(self, iterator=iterator, data_batch=data_batch)
-        for _, _, it in iterator:
-            batch = next(it)
-            data_batch = tree.map_structure(
-                lambda v: strategy.experimental_local_results(v)[0]
-                if isinstance(v, tf.distribute.DistributedValues) else v, batch)
-            break
-        with strategy.scope():
-            self._symbolic_build(data_batch=data_batch)
+        # The dataset's element spec (shapes with None dimensions) is all the symbolic build
+        # needs; unlike a batch, it neither reduces over workers nor starts an extra pass over
+        # the data (which would advance a seeded reshuffle_each_iteration shuffle).
+        spec = iterator.data_adapter.get_tf_dataset().element_spec
+        with self.distribute_strategy.scope():
+            self._symbolic_build(data_batch=spec)
 
     tf_trainer.reduce_per_replica = reduce_per_replica
     tf_trainer.TensorFlowTrainer._maybe_symbolic_build = maybe_symbolic_build

@@ -76,6 +76,9 @@ def make_strategy(name: str, logical_devices: int = 0) -> tf.distribute.Strategy
     if name not in STRATEGIES:
         raise ValueError(f"unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}")
     split_cpu(logical_devices)
+    from tasks.runner import distributed
+
+    distributed.patch_keras_trainer()
     if name == "auto":
         gpus = tf.config.list_logical_devices("GPU")
         return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
@@ -91,9 +94,6 @@ def make_strategy(name: str, logical_devices: int = 0) -> tf.distribute.Strategy
         json.loads(tf_config)
     except json.JSONDecodeError as err:
         raise ValueError(f"TF_CONFIG is not valid JSON: {err}") from None
-    from tasks.runner import distributed
-
-    distributed.patch_keras_multi_worker()
     gpu = bool(tf.config.list_physical_devices("GPU"))
     implementation = (tf.distribute.experimental.CommunicationImplementation.NCCL if gpu
                       else tf.distribute.experimental.CommunicationImplementation.RING)

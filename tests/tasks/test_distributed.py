@@ -113,3 +113,28 @@ def test_chief_and_worker_tuning(tmp_path):
     best = json.load(open(os.path.join(tune_dir, "best.json"), encoding="utf-8"))
     assert best["trial_id"] in {t["trial_id"] for t in trials}
     assert "best trial" in logs[0]
+
+
+def test_one_replica_mirrored_equals_the_default_strategy(tmp_path):
+    from tasks.runner import config as config_lib
+    from tasks.runner import training
+
+    histories = {}
+    for strategy in ("default", "mirrored"):
+        config = config_lib.override(sentiment.SentimentConfig(), {
+            "data": CSV, "max_tokens": 200, "max_length": 20, "embedding_dim": 8, "units": 8,
+            "batch_size": 8, "epochs": 2, "dropout": 0.2, "strategy": strategy})
+        run_dir = str(tmp_path / strategy)
+        training.train(sentiment.SentimentTask(), config, run_dir, verbose=0)
+        histories[strategy] = json.load(open(os.path.join(run_dir, "history.json")))
+    assert histories["mirrored"] == histories["default"]
+
+
+def test_mirrored_on_logical_cpus_from_the_command_line(tmp_path):
+    args = ["-m", "tasks.sentiment", "train", "--strategy", "mirrored", "--set",
+            "logical_devices=2", "--epochs", "1", "--output", str(tmp_path / "run"), *TINY]
+    with Cluster(tmp_path) as cluster:
+        proc = cluster.start(args, {}, "mirrored")
+        code, log = cluster.wait([proc], TIMEOUT)[0], cluster.output(proc)
+    assert code == 0, log[-3000:]
+    assert "replicas=2" in log and "validation metrics" in log
