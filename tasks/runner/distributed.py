@@ -15,11 +15,12 @@ one worker, because of two reductions in ``keras/src/backend/tensorflow/trainer.
   The elementwise mean over replicas (``axis=None``) is what the one-worker path computes
   (``tf.reduce_mean(local_results, axis=0)``).
 
-:func:`patch_keras_trainer` replaces both, each delegating to Keras' own code outside the case it
-fixes (the reduction: a multi-worker strategy; the build: a model created under a strategy
-scope), so training under the default strategy runs the unpatched Keras code. The gradients are all-reduced by Keras' own ``train_step``
-(``optimizer.apply_gradients`` inside ``strategy.run``), and ``batch_size`` stays global: each of
-the ``num_replicas_in_sync`` replicas gets ``batch_size / replicas`` examples per step.
+:func:`patch_keras_trainer` replaces both, each delegating to Keras' own code outside the case
+it fixes (the reduction: a multi-worker strategy; the build: a model created under a strategy
+scope), so training under the default strategy runs the unpatched Keras code. The gradients are
+all-reduced by Keras' own ``train_step`` (``optimizer.apply_gradients`` inside
+``strategy.run``), and ``batch_size`` stays global: each of the ``num_replicas_in_sync``
+replicas gets ``batch_size / replicas`` examples per step.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The run directory: what ``train`` writes and what every other command reads back.
 
 ``RUN_DIR/run.json``         the marker: this directory is a run of this suite, and its state
-                             (``started`` -> ``training`` after the first checkpoint -> ``finished``)
+                             (``started``, ``training`` after the first checkpoint, ``finished``)
 ``RUN_DIR/config.json``      the frozen config the run was trained with
 ``RUN_DIR/assets/``          the preprocessor's plain files (vocabularies, settings)
 ``RUN_DIR/model.keras``      the best checkpoint on the validation monitor

@@ -10,8 +10,8 @@ import keras
 import pytest
 
 from tasks import sentiment
-from tasks.runner import cli, training
 from tasks.runner import callbacks as cb
+from tasks.runner import cli, training
 from tasks.runner import config as config_lib
 from tasks.runner import run_dir as rd
 
