@@ -110,7 +110,22 @@ def role(strategy) -> Role:
 def barrier(strategy) -> None:
     """Blocks until every worker got here (a one-number all-reduce); no-op in one process."""
     if is_multi_worker(strategy):
-        strategy.reduce("SUM", strategy.run(lambda: tf.constant(1.0)), axis=None)
+        ones = tf.function(lambda: strategy.run(lambda: tf.constant(1.0)))()
+        strategy.reduce("SUM", ones, axis=None)
+
+
+def from_chief(strategy, values: dict) -> dict:
+    """The chief's ``values`` (name -> float) on every worker (an all-reduce where the others
+    add zeros), so that decisions taken on them (early stopping, the learning-rate schedule,
+    NaN stop) are the same everywhere even when a metric computed locally is not."""
+    if not is_multi_worker(strategy):
+        return values
+    keys = sorted(values)
+    local = [float(values[k]) if role(strategy).chief else 0.0 for k in keys]
+    per_replica = tf.constant(local, tf.float64) / len(strategy.extended.worker_devices)
+    total = strategy.reduce(
+        "SUM", tf.function(lambda: strategy.run(lambda: tf.identity(per_replica)))(), axis=None)
+    return dict(zip(keys, total.numpy().tolist()))
 
 
 def cluster_size() -> int:

@@ -10,6 +10,7 @@ import tempfile
 import warnings
 
 import keras
+import tensorflow as tf
 
 from models.optimizers import Adam
 from tasks.runner import callbacks as cb
@@ -80,14 +81,9 @@ def _first_checkpoint(task, run_dir: str):
     return done
 
 
-def _prepare(task, config, strategy, resuming: bool, run_dir: str):
-    """Data, preprocessor, datasets and the compiled model; writes nothing."""
-    splits = task.load_splits(config)
-    _print_data_report(splits)
-    if resuming:
-        preprocessor = task.load_preprocessor(config, rd.path(run_dir, rd.ASSETS))
-    else:
-        preprocessor = task.fit_preprocessor(config, splits)
+def _build(task, config, strategy, preprocessor, splits, peek: bool):
+    """Datasets and the compiled model under ``strategy``; writes nothing. ``peek`` pulls one
+    batch through the pipeline, so a bad batch size or sequence setting fails here."""
     train_ds = task.make_dataset(config, preprocessor, splits.train, training=True)
     val_ds = task.make_dataset(config, preprocessor, splits.validation, training=False)
     if distributed.is_multi_worker(strategy):
@@ -95,12 +91,10 @@ def _prepare(task, config, strategy, resuming: bool, run_dir: str):
     with strategy.scope():
         model = task.build_model(config, preprocessor)
         compile_model(task, config, model)
-    if not resuming:
-        # One batch through the pipeline: a bad batch size or sequence setting fails here,
-        # before a previous run is touched.
+    if peek:
         for _ in train_ds.take(1):
             pass
-    return splits, preprocessor, train_ds, val_ds, model
+    return train_ds, val_ds, model
 
 
 def train(task, config, run_dir: str, *, overwrite: bool = False, verbose: int = 1,
@@ -133,18 +127,39 @@ def train(task, config, run_dir: str, *, overwrite: bool = False, verbose: int =
     print(f"[{task.name}] policy={policy} replicas={strategy.num_replicas_in_sync} "
           f"role={role.name} run_dir={run_dir}"
           f"{f' (resuming after epoch {rd.backup_epoch(run_dir)})' if resuming else ''}")
-    splits, preprocessor, train_ds, val_ds, model = _prepare(task, config, strategy, resuming,
-                                                             run_dir)
-    if verbose:
-        model.summary(print_fn=lambda line, **_: print(line))
+    multi = distributed.is_multi_worker(strategy)
+    splits = task.load_splits(config)
+    _print_data_report(splits)
+    assets = rd.path(run_dir, rd.ASSETS)
+    preprocessor = built = None
+    if role.chief:
+        preprocessor = (task.load_preprocessor(config, assets) if resuming
+                        else task.fit_preprocessor(config, splits))
+        if not resuming:
+            # Everything is checked before a previous run is touched (in multi-worker mode on a
+            # local model: the distributed one is built by all workers together, below).
+            built = _build(task, config, tf.distribute.get_strategy() if multi else strategy,
+                           preprocessor, splits, peek=True)
     out_dir = run_dir if role.chief else tempfile.mkdtemp(prefix=f"{task.name}-{role.name}-")
     try:
-        if role.chief and not resuming:
-            _start_run_dir(task, config, run_dir, found, preprocessor)
         nan_stop = cb.StopOnNaN()
-        callbacks = _callbacks(task, config, preprocessor, splits, nan_stop, run_dir, out_dir,
-                               role.chief)
         try:
+            if role.chief and not resuming:
+                _start_run_dir(task, config, run_dir, found, preprocessor)
+            if multi:
+                # Workers use the chief's vocabularies (a data source need not be reproducible
+                # across processes), written by now.
+                distributed.barrier(strategy)
+                if not role.chief:
+                    preprocessor = task.load_preprocessor(config, assets)
+                built = _build(task, config, strategy, preprocessor, splits, peek=False)
+            elif built is None:
+                built = _build(task, config, strategy, preprocessor, splits, peek=False)
+            train_ds, val_ds, model = built
+            if verbose:
+                model.summary(print_fn=lambda line, **_: print(line))
+            callbacks = _callbacks(task, config, preprocessor, splits, nan_stop, run_dir,
+                                   out_dir, role.chief, strategy)
             # shuffle=False: the task's dataset already shuffles (seeded) before bucketing.
             model.fit(train_ds, validation_data=val_ds, epochs=config.epochs,
                       callbacks=[*callbacks, *extra_callbacks], verbose=verbose, shuffle=False)
@@ -163,8 +178,9 @@ def train(task, config, run_dir: str, *, overwrite: bool = False, verbose: int =
         # chief's runtime report it as crashed).
         distributed.barrier(strategy)
         if nan_stop.where:
-            raise cb.NanLossError(f"training stopped: loss became non-finite at epoch, batch "
-                                  f"{nan_stop.where[:2]}; see the chief's message")
+            epoch, batch, loss = nan_stop.where
+            raise cb.NanLossError(f"training stopped: loss became {loss} at epoch {epoch}, "
+                                  f"batch {batch}; see the chief's message")
         print(f"[{task.name}] {role.name} done; the chief wrote {run_dir}")
         return {}
     finally:
@@ -172,10 +188,11 @@ def train(task, config, run_dir: str, *, overwrite: bool = False, verbose: int =
             shutil.rmtree(out_dir, ignore_errors=True)
 
 
-def _callbacks(task, config, preprocessor, splits, nan_stop, run_dir, out_dir, chief) -> list:
+def _callbacks(task, config, preprocessor, splits, nan_stop, run_dir, out_dir, chief,
+               strategy) -> list:
     history_path = rd.path(out_dir, rd.HISTORY)
     return [
-        *epoch_evaluation(task, config, preprocessor, splits.validation),  # first: adds to logs
+        *epoch_evaluation(task, config, preprocessor, splits.validation, strategy),  # first
         nan_stop,
         cb.HistoryWriter(history_path),
         cb.AtomicBestCheckpoint(rd.path(out_dir, rd.MODEL), _val(task.monitor),
@@ -219,13 +236,18 @@ def _finish(task, config, run_dir, nan_stop, preprocessor, splits) -> dict:
     return metrics
 
 
-def epoch_evaluation(task, config, preprocessor, split) -> list:
+def epoch_evaluation(task, config, preprocessor, split, strategy=None) -> list:
     """The callbacks that must run first at each epoch end: with ``ema_momentum``, the swap of
     the averaged weights into the model (so validation, the task's epoch metrics and the
     checkpoint all see them; the raw weights come back at the next epoch's start), then the
-    task's own epoch metrics."""
+    task's own epoch metrics (in multi-worker mode, the chief's values on every worker)."""
     out = [cb.SwapEMAWeights()] if config.ema_momentum else []
     evaluate = task.epoch_metrics(config, preprocessor, split)
+    if evaluate is not None and distributed.is_multi_worker(strategy):
+        local = evaluate
+
+        def evaluate(model):
+            return distributed.from_chief(strategy, local(model))
     return out + ([] if evaluate is None else [cb.EpochEvaluation(evaluate)])
 
 

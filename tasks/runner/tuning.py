@@ -75,10 +75,10 @@ def _check_tune_dir(task, config, tune_dir: str, tuner_kind: str, overwrite: boo
             if not overwrite:
                 raise FileExistsError(f"{what}; rerun with the same settings to resume it, "
                                       f"choose another --output, or pass --overwrite")
-            if saved is None and not os.path.isdir(os.path.join(tune_dir, task.name)):
+            ours = {rd.ASSETS, task.name, "best.json", TUNE_MARKER}
+            if saved is None and not set(os.listdir(tune_dir)) <= ours:
                 raise FileExistsError(f"{what}; refusing to delete it, even with --overwrite")
             shutil.rmtree(tune_dir)
-    rd.write_json_atomic(marker, record)
 
 
 def _record(task, config, tuner_kind: str) -> dict:
@@ -87,7 +87,8 @@ def _record(task, config, tuner_kind: str) -> dict:
 
 
 def _wait_for_chief(task, config, tune_dir: str, tuner_kind: str) -> None:
-    """A worker starts once the chief has checked TUNE_DIR and recorded the same search."""
+    """A worker starts once the chief has checked TUNE_DIR, written the vocabularies every trial
+    uses, and recorded the same search."""
     record, marker = _record(task, config, tuner_kind), os.path.join(tune_dir, TUNE_MARKER)
     deadline = time.monotonic() + float(os.environ.get("RECURRENT_SUITE_CHIEF_WAIT", "600"))
     while time.monotonic() < deadline:
@@ -128,13 +129,14 @@ def tune(task, config, tune_dir: str, *, tuner_kind: str = "random", max_trials:
     environment.configure_precision(config.mixed_precision)
     splits = task.load_splits(config)
     assets = os.path.join(tune_dir, rd.ASSETS)
-    if not worker and os.path.isdir(assets):
+    if os.path.isdir(assets):  # a worker: the chief wrote them before tune.json
         preprocessor = task.load_preprocessor(config, assets)
     else:
-        # A worker fits the same vocabularies itself (the chief may still be writing them).
         preprocessor = task.fit_preprocessor(config, splits)
-        if not worker:
-            preprocessor.save(assets)
+        preprocessor.save(assets)
+    if not worker:
+        rd.write_json_atomic(os.path.join(tune_dir, TUNE_MARKER),
+                             _record(task, config, tuner_kind))
     monitor = training._val(task.monitor)
     ran = []
 
