@@ -110,8 +110,7 @@ def role(strategy) -> Role:
 def barrier(strategy) -> None:
     """Blocks until every worker got here (a one-number all-reduce); no-op in one process."""
     if is_multi_worker(strategy):
-        ones = tf.function(lambda: strategy.run(lambda: tf.constant(1.0)))()
-        strategy.reduce("SUM", ones, axis=None)
+        _all_reduce(strategy, tf.constant(1.0))
 
 
 def from_chief(strategy, values: dict) -> dict:
@@ -123,9 +122,21 @@ def from_chief(strategy, values: dict) -> dict:
     keys = sorted(values)
     local = [float(values[k]) if role(strategy).chief else 0.0 for k in keys]
     per_replica = tf.constant(local, tf.float64) / len(strategy.extended.worker_devices)
-    total = strategy.reduce(
-        "SUM", tf.function(lambda: strategy.run(lambda: tf.identity(per_replica)))(), axis=None)
-    return dict(zip(keys, total.numpy().tolist()))
+    return dict(zip(keys, _all_reduce(strategy, per_replica).numpy().tolist()))
+
+
+_REDUCERS = {}
+
+
+def _all_reduce(strategy, value):
+    """The sum over all replicas of ``value`` (the same tensor on each of a worker's)."""
+    run = _REDUCERS.get(id(strategy))
+    if run is None:
+        @tf.function(autograph=False, reduce_retracing=True)
+        def run(v):
+            return strategy.run(tf.identity, args=(v,))
+        _REDUCERS[id(strategy)] = run
+    return strategy.reduce("SUM", run(value), axis=None)
 
 
 def cluster_size() -> int:
@@ -137,10 +148,27 @@ def cluster_size() -> int:
     return max(1, sum(len(spec.get(k, [])) for k in ("chief", "worker")))
 
 
-def shard_by_data(dataset):
-    """Each worker reads every N-th element (files are not split between workers: the readers
-    stream single files through ``from_generator``, which FILE sharding cannot divide)."""
+def shard_evenly(dataset, strategy, what: str):
+    """``(dataset, steps)`` such that every worker has a batch at each of ``steps`` steps.
+
+    Each worker reads every N-th batch (``AutoShardPolicy.DATA``: the readers stream single
+    files through ``from_generator``, which FILE sharding cannot divide). A worker that runs
+    out of batches before the others would be fed an empty batch, on which recurrent layers
+    fail; so the batches of one pass are counted (the chief's count is used everywhere), cut to
+    a multiple of the number of workers (at most N-1 batches of a pass are left out) and
+    repeated, and ``fit`` runs ``steps`` = count / N steps per epoch.
+
+    Raises:
+        ValueError: fewer batches than workers.
+    """
+    workers = role(strategy).workers
+    count = int(dataset.reduce(tf.constant(0, tf.int64), lambda n, _: n + 1))
+    count = int(from_chief(strategy, {"count": count})["count"])
+    steps = count // workers
+    if steps == 0:
+        raise ValueError(f"the {what} data has {count} batch(es), fewer than the {workers} "
+                         f"workers; use a smaller batch_size or more data")
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = (
         tf.data.experimental.AutoShardPolicy.DATA)
-    return dataset.with_options(options)
+    return dataset.take(steps * workers).repeat().with_options(options), steps
