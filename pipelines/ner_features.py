@@ -6,6 +6,7 @@
 * :func:`convert_tags_graph`: tag scheme conversion of padded tag-string batches (the in-graph
   twin of :func:`pipelines.tags.convert`).
 * :func:`document_keys`: word identities and capitalisation for document-context pooling.
+* :func:`first_chars`: the characters of each token the char encoder reads.
 """
 
 from __future__ import annotations
@@ -80,3 +81,10 @@ def document_keys(tokens):
     tokens = tf.convert_to_tensor(tokens, tf.string)
     keys = tf.strings.to_hash_bucket_fast(tf.strings.lower(tokens, encoding="utf-8"), 2 ** 62)
     return keys, tf.strings.regex_full_match(tokens, r"\p{Lu}.*")
+
+
+def first_chars(tokens, max_word_length: int):
+    """string ``[...]`` -> each token cut to its first ``max_word_length`` characters (code
+    points, valid UTF-8 expected), BEFORE the characters are split out: a long token never
+    makes the ``[..., T, C]`` char tensor wider than ``max_word_length``."""
+    return tf.strings.substr(tokens, 0, max_word_length, unit="UTF8_CHAR")

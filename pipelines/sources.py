@@ -16,8 +16,10 @@ import numpy as np
 import tensorflow as tf
 
 from pipelines import tags as tagging
+from pipelines.errors import DataError
 from pipelines.readers import conll, dates, music, pairs, plain_text, text_label
 from pipelines.readers._common import RawSplits, check_options
+from pipelines.readers.evaluation import evaluation_splits
 
 TASKS = ("sentiment", "ner", "char_generation", "music_generation", "seq2seq")
 DEFAULTS = {"sentiment": "imdb", "ner": "synthetic", "char_generation": "names",
@@ -34,7 +36,8 @@ class Splits:
 
     Attributes:
         train: Dataset of dicts (see :func:`load` for the element structure per task).
-        validation: Same structure as ``train``.
+        validation: Same structure as ``train``; None only when loaded for evaluation from a
+            corpus directory without a validation file.
         test: Same structure, or None when the source has no held-out test split.
         info: Counts (``examples`` per split, tokens, classes/tags, vocabulary estimate...),
             task keys (``class_names``, ``tag_names``, ``scheme``, ``mode``, ``unit``),
@@ -42,13 +45,13 @@ class Splits:
     """
 
     train: tf.data.Dataset
-    validation: tf.data.Dataset
+    validation: tf.data.Dataset | None
     test: tf.data.Dataset | None
     info: dict
 
 
 def load(task: str, source: str | None = None, *, seed: int = 1337, max_examples: int = 0,
-         **options) -> Splits:
+         evaluation: bool = False, **options) -> Splits:
     """Loads ``task``'s data from ``source``.
 
     Element structure (each split is a ``tf.data.Dataset`` of dicts, in a fixed order):
@@ -77,6 +80,11 @@ def load(task: str, source: str | None = None, *, seed: int = 1337, max_examples
         seed: Fixes the split and the order of examples.
         max_examples: If > 0, keep the first ``max_examples`` training examples and the
             first ``max(1, max_examples // 4)`` validation and test examples.
+        evaluation: For scoring a trained model on ``source``
+            (:mod:`pipelines.readers.evaluation`): a single file is evaluated whole (it is
+            both ``validation`` and ``test``, ``train`` is empty, ``info["whole_file"]``),
+            a CoNLL directory needs no training file (``validation`` may then be None), and
+            ``max_examples`` does not apply.
         **options: Source options (listed above); unknown ones raise ValueError.
 
     Returns:
@@ -91,13 +99,19 @@ def load(task: str, source: str | None = None, *, seed: int = 1337, max_examples
     source = source or DEFAULTS[task]
     if not isinstance(max_examples, int) or max_examples < 0:
         raise ValueError(f"max_examples must be an int >= 0, got {max_examples!r}")
-    raw = _RAW[task](source, seed=seed, max_examples=max_examples, options=dict(options))
-    raw = _cap(raw, max_examples)
+    raw = None
+    if evaluation:
+        _resolve(task, source)
+        max_examples = 0
+        raw = evaluation_splits(task, source, dict(options))
+    if raw is None:
+        raw = _RAW[task](source, seed=seed, max_examples=max_examples, options=dict(options))
+        raw = _cap(raw, max_examples)
     splits, info = _BUILD[task](raw, options)
     info = {"task": task, "source": source, "synthetic": False, "seed": seed,
             "max_examples": max_examples, **raw.info, **info,
             "examples": {s: len(x) for s, x in _named(raw).items()}}
-    return Splits(splits["train"], splits["validation"], splits.get("test"), info)
+    return Splits(splits["train"], splits.get("validation"), splits.get("test"), info)
 
 
 def describe(splits: Splits) -> str:
@@ -145,7 +159,7 @@ def _resolve(task: str, source: str) -> str:
     path = source[len("pairs:"):] if task == "seq2seq" and source.startswith("pairs:") else source
     if os.path.exists(path):
         return "path"
-    raise ValueError(f"unknown {task} source {source!r}: not one of {NAMED[task]}"
+    raise DataError(f"unknown {task} source {source!r}: not one of {NAMED[task]}"
                      + (", not tfds:NAME" if task in ("sentiment", "ner") else "")
                      + f" and no file or directory {path!r}")
 
@@ -204,7 +218,9 @@ def _raw_seq2seq(source, *, seed, max_examples, options) -> RawSplits:
 
 
 def _named(raw: RawSplits) -> dict[str, list]:
-    out = {"train": raw.train, "validation": raw.validation}
+    out = {"train": raw.train}
+    if raw.validation is not None:
+        out["validation"] = raw.validation
     if raw.test is not None:
         out["test"] = raw.test
     return out

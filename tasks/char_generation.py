@@ -11,7 +11,8 @@ names seen in training), ``shakespeare`` or a text file (continuous: fixed windo
 concatenated text). Sampling runs in-graph (``models.language_model.generate``): the prompt and
 every new character cost one RNN step, never a re-read of the prefix.
 
-Reads top-down: config -> preprocessing -> serving -> the task (data, model, metrics, CLI).
+The serving module and its request limits: :mod:`tasks.char_generation_serving`. Reads
+top-down: config -> preprocessing -> metrics -> the task (data, model, CLI).
 """
 
 from __future__ import annotations
@@ -25,16 +26,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from models.language_model import (
-    build_char_language_model,
-    build_step_model,
-    generate,
-    sequence_log_probs,
-)
+from models.language_model import build_char_language_model
 from pipelines import batching, sources
 from pipelines.vocab import END_ID, OOV_ID, PAD_ID, START_ID, CharVocabulary
+from tasks.char_generation_serving import CharGenerationServing
 from tasks.runner.cli import main
 from tasks.runner.config import TaskConfig
+from tasks.runner.errors import InputError
 from tasks.runner.task import Preprocessor, Task
 
 MODES = ("lines", "continuous")
@@ -55,8 +53,19 @@ class CharGenerationConfig(TaskConfig):
     num_layers: int = 2
     dropout: float = 0.1
     max_generate_length: int = 2000  # served `length` is clipped to this
+    max_prompt_length: int = 1000  # serving: a prompt's last characters fed (more: `truncated`)
+    max_score_length: int = 10000  # serving: `score` reads a text's first characters
     top_k: int = 0                 # used by serving_default; the `generate` signature takes its own
     top_p: float = 1.0
+
+    def check(self, checks):
+        super().check(checks)
+        checks.one_of(mode=("",) + MODES)
+        checks.at_least(1, "sequence_length", "max_generate_length")
+        checks.at_least(0, "top_k")
+        checks.require("max_chars", self.max_chars == 0 or self.max_chars >= 5,
+                       "must be 0 (no cap) or >= 5: 4 reserved ids and one character")
+        checks.require("top_p", 0 < self.top_p <= 1, "must be in (0, 1]")
 
 
 # ---- preprocessing ------------------------------------------------------------------------
@@ -100,71 +109,6 @@ class CharPreprocessor(Preprocessor):
         return self.vocab(tf.strings.join([CONTINUOUS_CONTEXT, texts]), add_start_end=False)
 
 
-# ---- serving ------------------------------------------------------------------------------
-_PROMPT = tf.TensorSpec([None], tf.string, name="prompt")
-_LENGTH = tf.TensorSpec([], tf.int32, name="length")
-_TEMPERATURE = tf.TensorSpec([], tf.float32, name="temperature")
-
-
-class CharGenerationServing(tf.Module):
-    """Signatures ``serving_default`` (prompt, length, temperature -> text), ``generate`` (also
-    top_k, top_p, seed) and ``score`` (text -> log-probabilities)."""
-
-    signature_names = ("serving_default", "generate", "score")
-
-    def __init__(self, model, preprocessor: CharPreprocessor, config: CharGenerationConfig):
-        super().__init__()
-        self.model = model
-        self.step_model = build_step_model(model)
-        # Every model variable (seed-generator states of dropout layers included) reachable
-        # from the module, so no traced function captures an untracked resource.
-        self.model_variables = [v.value for v in model.variables]
-        self.vocab = preprocessor.vocab
-        self.preprocessor = preprocessor
-        self.max_length = int(config.max_generate_length)
-        self.top_k, self.top_p = int(config.top_k), float(config.top_p)
-        self.seed_generator = keras.random.SeedGenerator(config.seed)
-        # The tf.Variable under the Keras variable: tracked, so it is saved with the module.
-        self.seed_state = self.seed_generator.state.value
-        # seen_in_training: 1 seen / 0 new for lines; -1 (not applicable) for continuous text.
-        lines = preprocessor.mode == "lines"
-        keys = (preprocessor.seen if lines else []) or [""]  # a table needs >= 1 key
-        self.seen_table = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
-            tf.constant(keys, tf.string), tf.fill([len(keys)], 1 if lines else -1)),
-            default_value=0 if lines else -1)
-
-    def _generate(self, prompt, length, temperature, top_k, top_p):
-        length = tf.clip_by_value(length, 0, self.max_length)
-        ids, num_chars = generate(
-            self.step_model, self.preprocessor.context_ids(prompt), length, temperature, top_k,
-            top_p, seed=self.seed_generator, forbidden_ids=self.preprocessor.forbidden_ids,
-            end_id=END_ID if self.preprocessor.mode == "lines" else None)
-        generated = self.vocab.decode(ids)
-        text = tf.strings.join([prompt, generated])
-        return {"text": text, "generated": generated, "num_chars": num_chars,
-                "seen_in_training": self.seen_table.lookup(text)}
-
-    @tf.function(input_signature=[_PROMPT, _LENGTH, _TEMPERATURE])
-    def serving_default(self, prompt, length, temperature):
-        return self._generate(prompt, length, temperature, self.top_k, self.top_p)
-
-    @tf.function(input_signature=[_PROMPT, _LENGTH, _TEMPERATURE,
-                                  tf.TensorSpec([], tf.int32, name="top_k"),
-                                  tf.TensorSpec([], tf.float32, name="top_p"),
-                                  tf.TensorSpec([], tf.int32, name="seed")])
-    def generate(self, prompt, length, temperature, top_k, top_p, seed):
-        # seed >= 0 restarts the sampler's stream (reproducible); -1 continues it.
-        state = tf.cast(tf.stack([seed, 0]), self.seed_state.dtype)
-        self.seed_state.assign(tf.where(seed >= 0, state, self.seed_state))
-        return self._generate(prompt, length, temperature, top_k, top_p)
-
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
-    def score(self, text):
-        total, count = sequence_log_probs(self.model, self.preprocessor.scored_ids(text))
-        per_char = total / tf.cast(tf.maximum(count, 1), tf.float32)
-        return {"log_prob": total, "log_prob_per_char": per_char, "num_scored": count}
-
-
 # ---- metrics ------------------------------------------------------------------------------
 def nats_metrics(total_nll: float, count: int) -> dict:
     """Mean NLL per character in nats and bits, and perplexity."""
@@ -182,10 +126,10 @@ class CharGenerationTask(Task):
     demo_overrides = {"epochs": 3, "units": 64, "num_layers": 1, "embedding_dim": 16}
     demo_inputs = {"prompt": ["Ma", "Jo", ""], "length": 20, "temperature": 0.8}
 
-    def load_splits(self, config):
+    def load_splits(self, config, evaluation=False):
         options = {"mode": config.mode} if config.mode else {}
         return sources.load("char_generation", config.data or "names", seed=config.seed,
-                            max_examples=config.max_examples, **options)
+                            max_examples=config.max_examples, evaluation=evaluation, **options)
 
     def fit_preprocessor(self, config, splits):
         mode = splits.info["mode"]
@@ -258,6 +202,14 @@ class CharGenerationTask(Task):
         return {"prompt": np.array(prompts, dtype=object), "length": np.int32(16),
                 "temperature": np.float32(0.0)}
 
+    def warmup_requests(self, config):
+        # generate samples, but from a fixed seed: the same draw in every process and loader.
+        greedy = self.warmup_inputs(config)
+        sampled = {**greedy, "temperature": np.float32(0.8), "top_k": np.int32(5),
+                   "top_p": np.float32(0.9), "seed": np.int32(3)}
+        return {"serving_default": greedy, "generate": sampled,
+                "score": {"text": np.array([p or "a" for p in greedy["prompt"]], dtype=object)}}
+
     # ---- command line ---------------------------------------------------------------------
     def add_predict_arguments(self, parser):
         parser.add_argument("--prompt", default=None, help="text to continue (default: empty)")
@@ -268,11 +220,11 @@ class CharGenerationTask(Task):
 
     def _check_sampling_args(self, args):
         if args.length is not None and args.length < 0:
-            raise ValueError(f"--length must be >= 0, got {args.length}")
+            raise InputError(f"--length must be >= 0, got {args.length}")
         if args.temperature < 0:
-            raise ValueError(f"--temperature must be >= 0, got {args.temperature}")
+            raise InputError(f"--temperature must be >= 0, got {args.temperature}")
         if args.num_samples < 1:
-            raise ValueError(f"--num-samples must be >= 1, got {args.num_samples}")
+            raise InputError(f"--num-samples must be >= 1, got {args.num_samples}")
 
     def predict_inputs(self, config, args, texts):
         self._check_sampling_args(args)
@@ -284,6 +236,9 @@ class CharGenerationTask(Task):
         return {"prompt": tf.constant([p for p in prompts for _ in range(args.num_samples)]),
                 "length": tf.constant(length, tf.int32),
                 "temperature": tf.constant(args.temperature, tf.float32)}
+
+    def empty_result(self, config, text):
+        return None  # an empty prompt generates from the start
 
     def show_predictions(self, config, args, inputs, outputs):
         texts = [t.decode("utf-8") for t in outputs["text"].numpy().tolist()]
@@ -344,7 +299,7 @@ def _add_generate_arguments(parser):
 
 def _run_generate(task, args) -> int:
     if args.top_k < 0 or not 0 < args.top_p <= 1:
-        raise ValueError(f"--top-k must be >= 0 and --top-p in (0, 1], got {args.top_k}, "
+        raise InputError(f"--top-k must be >= 0 and --top-p in (0, 1], got {args.top_k}, "
                          f"{args.top_p}")
     config, fn = _signature(task, args.model, "generate")
     inputs = task.predict_inputs(config, args, list(args.inputs))

@@ -12,6 +12,7 @@ over 128) and its step and duration as quantised classes - see
 ``models/music_language_model.py`` for why classes rather than regression. Metrics: pitch NLL
 and top-1 accuracy on held-out pieces beside a bigram pitch baseline fitted on the same
 training split (``nll_ratio`` = model / bigram; lower is better, < 1 beats the baseline).
+The serving module and its request limits: :mod:`tasks.music_generation_serving`.
 """
 
 from __future__ import annotations
@@ -30,15 +31,16 @@ from models.music_language_model import (
     PITCH,
     STEP,
     build_music_language_model,
-    build_music_step_model,
-    generate_notes,
     note_targets,
     time_bins_for,
 )
 from pipelines import batching, sources
-from pipelines.readers.music import read_midi, write_midi
+from pipelines.readers.music import UNITS, VOICES, read_midi, write_midi
+from tasks.music_generation_serving import MusicGenerationServing
 from tasks.runner.cli import main
 from tasks.runner.config import TaskConfig
+from tasks.runner.errors import DataError, InputError
+from tasks.runner.plots import piano_roll
 from tasks.runner.task import Preprocessor, Task
 
 HEADS = (PITCH, STEP, DURATION)
@@ -65,6 +67,15 @@ class MusicGenerationConfig(TaskConfig):
     tempo: float = 100.0           # quarter notes per minute when writing beats to MIDI
     transpose: int = 3             # training windows shift by up to +-transpose semitones
     bigram_alpha: float = 1.0      # baseline smoothing: (count + alpha * unigram) / (n + alpha)
+
+    def check(self, checks):
+        super().check(checks)
+        checks.one_of(voices=VOICES, unit=("",) + UNITS)
+        checks.at_least(1, "sequence_length", "stride", "max_notes")
+        checks.at_least(0, "max_prompt_notes", "transpose")
+        checks.positive("tempo", "bigram_alpha")
+        checks.require("stride", self.stride <= self.sequence_length + 1,
+                       "must be <= sequence_length + 1: windows may not skip notes")
 
 
 def source_unit(config) -> str:
@@ -118,76 +129,6 @@ def pitch_counts(pieces) -> tuple[np.ndarray, np.ndarray]:
     return bigram, unigram
 
 
-# ---- serving ------------------------------------------------------------------------------
-_PROMPT = tf.TensorSpec([None, 3], tf.float32, name="prompt_notes")
-_NUM_NOTES = tf.TensorSpec([], tf.int32, name="num_notes")
-_TEMPERATURE = tf.TensorSpec([], tf.float32, name="temperature")
-
-
-class MusicGenerationServing(tf.Module):
-    """``serving_default(prompt_notes [n, 3], num_notes, temperature) -> notes [num_notes, 3]``
-    and ``generate`` (also top_k, top_p for the pitch, and seed). An empty prompt starts from
-    the most common first note of the training pieces."""
-
-    signature_names = ("serving_default", "generate")
-
-    def __init__(self, model, preprocessor: MusicPreprocessor, config: MusicGenerationConfig):
-        super().__init__()
-        self.model = model
-        self.step_model = build_music_step_model(model)
-        self.model_variables = [v.value for v in model.variables]  # all tracked for saving
-        self.time_bins = preprocessor.time_bins
-        self.first_note = tf.constant(preprocessor.first_note[None])
-        self.unit = tf.constant(preprocessor.unit)
-        self.max_prompt = int(config.max_prompt_notes)
-        self.max_notes = int(config.max_notes)
-        self.seed_generator = keras.random.SeedGenerator(config.seed)
-        self.seed_state = self.seed_generator.state.value
-
-    def _generate(self, prompt, num_notes, temperature, top_k, top_p):
-        prompt = tf.cond(tf.shape(prompt)[0] > 0, lambda: prompt, lambda: self.first_note)
-        prompt = prompt[-self.max_prompt:]
-        num_notes = tf.clip_by_value(num_notes, 0, self.max_notes)
-        notes = generate_notes(self.step_model, prompt[tf.newaxis], num_notes, self.time_bins,
-                               temperature, top_k, top_p, seed=self.seed_generator)
-        return {"notes": notes[0], "unit": self.unit}
-
-    @tf.function(input_signature=[_PROMPT, _NUM_NOTES, _TEMPERATURE])
-    def serving_default(self, prompt_notes, num_notes, temperature):
-        return self._generate(prompt_notes, num_notes, temperature, 0, 1.0)
-
-    @tf.function(input_signature=[_PROMPT, _NUM_NOTES, _TEMPERATURE,
-                                  tf.TensorSpec([], tf.int32, name="top_k"),
-                                  tf.TensorSpec([], tf.float32, name="top_p"),
-                                  tf.TensorSpec([], tf.int32, name="seed")])
-    def generate(self, prompt_notes, num_notes, temperature, top_k, top_p, seed):
-        # seed >= 0 restarts the sampler's stream (reproducible); -1 continues it.
-        state = tf.cast(tf.stack([seed, 0]), self.seed_state.dtype)
-        self.seed_state.assign(tf.where(seed >= 0, state, self.seed_state))
-        return self._generate(prompt_notes, num_notes, temperature, top_k, top_p)
-
-
-# ---- output files ---------------------------------------------------------------------------
-def piano_roll(notes: np.ndarray, path: str, prompt_length: int = 0, unit: str = "beats",
-               title: str = "") -> str | None:
-    """Writes a piano-roll PNG (time on x, pitch on y; the prompt in grey)."""
-    from tasks.runner.plots import _pyplot
-
-    plt = _pyplot()
-    if plt is None:
-        return None
-    onsets = np.cumsum(notes[:, 1])
-    fig, ax = plt.subplots(figsize=(10, 4))
-    for i, ((pitch, _, duration), onset) in enumerate(zip(notes, onsets, strict=True)):
-        ax.broken_barh([(onset, max(duration, 1e-3))], (pitch - 0.4, 0.8),
-                       color="0.6" if i < prompt_length else "tab:blue")
-    ax.set_xlabel(f"time ({unit})")
-    ax.set_ylabel("MIDI pitch")
-    ax.set_title(title or f"{len(notes) - prompt_length} generated notes")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
 
 
 # ---- the task -------------------------------------------------------------------------------
@@ -200,17 +141,17 @@ class MusicGenerationTask(Task):
     demo_inputs = {"prompt_notes": np.array([[67, 0, 1], [69, 1, 1], [71, 1, 2]], np.float32),
                    "num_notes": 32, "temperature": 0.9}
 
-    def load_splits(self, config):
+    def load_splits(self, config, evaluation=False):
         options = {"unit": config.unit} if config.unit else {}
         if (config.data or "bach") == "bach":
             options["voices"] = config.voices
         return sources.load("music_generation", config.data or "bach", seed=config.seed,
-                            max_examples=config.max_examples, **options)
+                            max_examples=config.max_examples, evaluation=evaluation, **options)
 
     def fit_preprocessor(self, config, splits):
         pieces = [e["notes"] for e in splits.train.as_numpy_iterator()]
         if not pieces:
-            raise ValueError(f"no training pieces in {config.data!r}")
+            raise DataError("no training pieces", config.data)
         bigram, unigram = pitch_counts(pieces)
         firsts = np.round([p[0, 0] for p in pieces]).astype(int)
         first = float(np.bincount(firsts).argmax())
@@ -300,6 +241,13 @@ class MusicGenerationTask(Task):
         return {"prompt_notes": self.demo_inputs["prompt_notes"], "num_notes": np.int32(8),
                 "temperature": np.float32(0.0)}
 
+    def warmup_requests(self, config):
+        # generate samples, but from a fixed seed: the same draw in every process and loader.
+        greedy = self.warmup_inputs(config)
+        return {"serving_default": greedy,
+                "generate": {**greedy, "temperature": np.float32(0.9), "top_k": np.int32(5),
+                             "top_p": np.float32(0.9), "seed": np.int32(3)}}
+
     # ---- command line ---------------------------------------------------------------------
     def add_predict_arguments(self, parser):
         parser.add_argument("--output", default="generated.mid", help="MIDI file to write "
@@ -308,18 +256,23 @@ class MusicGenerationTask(Task):
         parser.add_argument("--temperature", type=float, default=1.0, help="0 = greedy")
         parser.add_argument("--prompt-midi", help="MIDI file whose first track is continued")
 
+    def empty_result(self, config, text):
+        return None  # texts are refused by predict_inputs, blank or not
+
     def predict_inputs(self, config, args, texts):
-        if args.num_notes < 0:
-            raise ValueError(f"--num-notes must be >= 0, got {args.num_notes}")
-        if args.temperature < 0:
-            raise ValueError(f"--temperature must be >= 0, got {args.temperature}")
+        if texts:
+            raise InputError(f"music_generation predict takes no text inputs (got {texts[:3]}"
+                             f"); continue a MIDI file with --prompt-midi FILE")
+        for flag, value in (("--num-notes", args.num_notes), ("--temperature", args.temperature)):
+            if value < 0:
+                raise InputError(f"{flag} must be >= 0, got {value}")
         prompt = np.zeros((0, 3), np.float32)
         if args.prompt_midi:
-            if not os.path.exists(args.prompt_midi):
-                raise FileNotFoundError(f"--prompt-midi not found: {args.prompt_midi}")
+            if not os.path.isfile(args.prompt_midi):
+                raise InputError(f"--prompt-midi not found: {args.prompt_midi}")
             tracks = read_midi(args.prompt_midi, unit=source_unit(config))
             if not tracks:
-                raise ValueError(f"--prompt-midi {args.prompt_midi}: no track with notes")
+                raise InputError(f"--prompt-midi {args.prompt_midi}: no track with notes")
             prompt = tracks[0][-config.max_prompt_notes:]
         return {"prompt_notes": tf.constant(prompt, tf.float32),
                 "num_notes": tf.constant(args.num_notes, tf.int32),
@@ -372,7 +325,7 @@ def _run_generate(task, args) -> int:
     from tasks.runner import run_dir as rd
 
     if args.top_k < 0 or not 0 < args.top_p <= 1:
-        raise ValueError(f"--top-k must be >= 0 and --top-p in (0, 1], got {args.top_k}, "
+        raise InputError(f"--top-k must be >= 0 and --top-p in (0, 1], got {args.top_k}, "
                          f"{args.top_p}")
     if os.path.exists(os.path.join(args.model, rd.CONFIG)):
         config, preprocessor, model = rd.load_run(task, args.model)

@@ -13,8 +13,9 @@ punctuation/symbol character is a token of its own: ``"U.S."`` -> ``U . S .``).
 In-graph features (casing, singleton [UNK], tag conversion) are in
 :mod:`pipelines.ner_features`. Evaluation (:mod:`tasks.ner_eval`) and the export's
 ``tag_document`` signature add document context (:mod:`models.document_context`): repeated
-words of a ``-DOCSTART-`` document share their evidence. Reads top-down: config ->
-preprocessing -> metrics -> serving -> task.
+words of a ``-DOCSTART-`` document share their evidence. The serving module and its request
+limits are in :mod:`tasks.ner_serving`. Reads top-down: config -> preprocessing -> metrics ->
+serving helpers -> task.
 """
 
 from __future__ import annotations
@@ -28,16 +29,16 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from models.document_context import pool_repeated_tokens
 from models.embeddings import format_coverage, load_word_vectors
-from models.tagger import build_tagger_model, decode_tags
+from models.tagger import build_tagger_model
 from pipelines import batching, sources
 from pipelines import tags as tagging
-from pipelines.ner_features import casing_ids, convert_tags_graph, document_keys, replace_singletons
-from pipelines.vocab import OOV_ID, CharVocabulary, LabelLookup, TokenVocabulary, tokenize
+from pipelines.ner_features import casing_ids, first_chars, replace_singletons
+from pipelines.vocab import OOV_ID, CharVocabulary, LabelLookup, TokenVocabulary
 from tasks.ner_eval import SplitTagger, entity_metrics  # noqa: F401 (entity_metrics: API)
+from tasks.ner_serving import NerServing
 from tasks.runner.cli import main
-from tasks.runner.config import TaskConfig
+from tasks.runner.config import ConfigError, TaskConfig
 from tasks.runner.task import Preprocessor, Task
 
 
@@ -57,6 +58,7 @@ class NerConfig(TaskConfig):
     lowercase: bool = True         # lowercase words (characters and casing keep the case)
     singleton_unk: float = 0.5     # P(a word seen once in train -> [UNK]) per training step
     max_word_length: int = 25      # characters per token kept for the char encoder
+    max_text_tokens: int = 1000    # serving: tokens per sentence (more: cut, `truncated`)
     units: int = 100
     num_layers: int = 2
     dropout: float = 0.5
@@ -69,9 +71,19 @@ class NerConfig(TaskConfig):
     document_context: float = 0.5
 
     def __post_init__(self):
-        for name in ("singleton_unk", "document_context"):
+        for name in ("singleton_unk", "document_context"):  # at construction, as before
             if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)!r}")
+                raise ConfigError(f"{name}={getattr(self, name)!r} (must be in [0, 1])")
+
+    def check(self, checks):
+        super().check(checks)
+        checks.require("scheme", str(self.scheme).upper() in ("BIOES", "IOBES", "IOB2", "BIO"),
+                       "must be BIOES or IOB2")
+        checks.one_of(char_encoder=("lstm", "cnn", "none"))
+        checks.at_least(1, "char_dim", "char_units", "casing_dim", "max_word_length")
+        checks.at_least(3, "max_tokens")  # padding, [UNK] and one word
+        checks.require("embeddings", not self.embeddings or os.path.isfile(self.embeddings),
+                       "no such file")
 
 
 # ---- preprocessing ------------------------------------------------------------------------
@@ -104,8 +116,9 @@ class NerPreprocessor(Preprocessor):
                    meta["scheme"], meta["input_scheme"], meta["max_word_length"])
 
     def features(self, tokens):
-        """string tokens ``[..., T]`` ("" = padding) -> the tagger's input dict."""
-        chars = self.chars.token_chars(tokens)[..., : self.max_word_length]
+        """string tokens ``[..., T]`` ("" = padding) -> the tagger's input dict (``char_ids``
+        ``[..., T, C]``, C = the longest token's characters up to ``max_word_length``)."""
+        chars = self.chars.token_chars(first_chars(tokens, self.max_word_length))
         return {"word_ids": self.words(tokens), "char_ids": chars,
                 "casing_ids": casing_ids(tokens)}
 
@@ -154,50 +167,7 @@ class TagF1(keras.metrics.Metric):
         return {**super().get_config(), "outside_id": self.outside_id}
 
 
-# ---- serving ------------------------------------------------------------------------------
-class NerServing(tf.Module):
-    """``serving_default(text: string [batch])`` -> ``tokens`` string [batch, T], ``tags``
-    string [batch, T] (the corpus's scheme; "" at padding), ``lengths`` int32 [batch]: every
-    sentence on its own. ``tag_document(text)``: the same, the batch being the sentences of
-    ONE document (in order), with the document context used in evaluation."""
-
-    signature_names = ("serving_default", "tag_document")
-
-    def __init__(self, model, preprocessor: NerPreprocessor, document_context: float):
-        super().__init__()
-        self.model = model
-        self.words, self.chars, self.labels = (preprocessor.words, preprocessor.chars,
-                                               preprocessor.labels)
-        self.preprocessor = preprocessor
-        self.document_context = float(document_context)
-
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
-    def serving_default(self, text):
-        return self._tag(text, 0.0)
-
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
-    def tag_document(self, text):
-        return self._tag(text, self.document_context)
-
-    def _tag(self, text, document_context):
-        ragged = tokenize(text)
-        lengths = tf.cast(ragged.row_lengths(), tf.int32)
-        tokens = ragged.to_tensor("")
-        # One column at least: an all-empty batch still has a (fully masked) timestep.
-        tokens = tf.pad(tokens, [[0, 0], [0, tf.maximum(0, 1 - tf.shape(tokens)[1])]])
-        features = self.preprocessor.features(tokens)
-        mask = tf.not_equal(features["word_ids"], 0)
-        potentials = self.model(features, training=False)
-        if document_context > 0:
-            keys, capital = document_keys(tokens)
-            potentials = pool_repeated_tokens(potentials, keys, mask, capital, document_context)
-        tags = self.labels.decode(decode_tags(self.model, potentials, mask))
-        tags = tf.where(tf.equal(tokens, ""), "", tags)
-        tags = convert_tags_graph(tags, self.preprocessor.scheme,
-                                  self.preprocessor.input_scheme)
-        return {"tokens": tokens, "tags": tags, "lengths": lengths}
-
-
+# ---- serving helpers (the module: tasks.ner_serving) ---------------------------------------
 def spans_with_offsets(sentence: str, tokens: list[str], tags: list[str]) -> list[dict]:
     """Entity spans as ``{"text", "type", "start", "end"}`` with character offsets into
     ``sentence`` (tokens are substrings of it, found left to right)."""
@@ -241,9 +211,10 @@ class NerTask(Task):
     demo_inputs = {"text": ["Angela Merkel met Emmanuel Macron in Paris on Monday .",
                             "Shares of Siemens rose 3 percent in Frankfurt ."]}
 
-    def load_splits(self, config):
+    def load_splits(self, config, evaluation=False):
         return sources.load("ner", config.data or "synthetic", seed=config.seed,
-                            max_examples=config.max_examples, scheme=config.scheme)
+                            max_examples=config.max_examples, scheme=config.scheme,
+                            evaluation=evaluation)
 
     def fit_preprocessor(self, config, splits):
         tokens = splits.train.map(lambda e: e["tokens"])
@@ -348,10 +319,15 @@ class NerTask(Task):
                   f"{row['f1']:>10.4f}{row['support']:>9}")
 
     def serving_module(self, config, model, preprocessor):
-        return NerServing(model, preprocessor, config.document_context)
+        return NerServing(model, preprocessor, config.document_context,
+                          max_text_tokens=config.max_text_tokens, max_batch=config.max_batch)
 
     def warmup_inputs(self, config):
         return {"text": np.array(self.demo_inputs["text"], dtype=object)}
+
+    def warmup_requests(self, config):
+        inputs = self.warmup_inputs(config)
+        return {"serving_default": inputs, "tag_document": inputs}
 
     def show_predictions(self, config, args, inputs, outputs):
         texts = [t.decode("utf-8") for t in np.asarray(inputs["text"].numpy()).tolist()]
@@ -363,10 +339,15 @@ class NerTask(Task):
             spans = spans_with_offsets(text, tokens, tags)
             results.append({"text": text, "tokens": tokens, "tags": tags, "entities": spans})
             if not args.json:
-                print(highlight(text, spans))
-                for span in spans:
-                    print("  " + json.dumps(span, ensure_ascii=False))
+                print(self.format_prediction(config, results[-1]))
         return results
+
+    def empty_result(self, config, text):
+        return {"text": text, "tokens": [], "tags": [], "entities": [], "empty": True}
+
+    def format_prediction(self, config, result):
+        return "\n".join([highlight(result["text"], result["entities"])] + [
+            "  " + json.dumps(span, ensure_ascii=False) for span in result["entities"]])
 
     def search_space(self, hp):
         return {

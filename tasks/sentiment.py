@@ -17,12 +17,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from models.classifier import build_sequence_classifier
+from models.classifier import POOLINGS, build_sequence_classifier
 from pipelines import batching, sources
 from pipelines.vocab import WordVectorizer
 from tasks.runner.cli import main
 from tasks.runner.config import TaskConfig
 from tasks.runner.task import Preprocessor, Task
+from tasks.serving_limits import CHARS_PER_WORD, check_batch, keep_chars, valid_utf8
 
 
 # ---- config -----------------------------------------------------------------------------
@@ -36,6 +37,12 @@ class SentimentConfig(TaskConfig):
     pooling: str = "max"           # max|mean|max_mean|last
     dropout: float = 0.3
     patience: int = 2
+
+    def check(self, checks):
+        super().check(checks)
+        checks.at_least(3, "max_tokens")  # padding, [UNK] and one word
+        checks.at_least(1, "max_length")
+        checks.one_of(pooling=POOLINGS)
 
 
 # ---- preprocessing ------------------------------------------------------------------------
@@ -72,18 +79,26 @@ class SentimentPreprocessor(Preprocessor):
 
 # ---- serving ------------------------------------------------------------------------------
 class SentimentServing(tf.Module):
-    """``serving_default(text: string [batch])`` -> label, probabilities, class_id."""
+    """``serving_default(text: string [batch])`` -> label, probabilities, class_id.
 
-    def __init__(self, model, preprocessor: SentimentPreprocessor, max_length: int):
+    Limits (:mod:`tasks.serving_limits`): at most ``max_batch`` texts (else
+    ``InvalidArgumentError`` naming ``text``); a review is read up to its first ``max_length``
+    words, and before it is split, up to its first ``CHARS_PER_WORD * max_length`` characters
+    (so one huge text cannot widen the batch's dense word tensor); invalid UTF-8 -> U+FFFD."""
+
+    def __init__(self, model, preprocessor: SentimentPreprocessor, max_length: int,
+                 max_batch: int = 1024):
         super().__init__()
         self.model = model
         self.vectorizer = preprocessor.vectorizer
         self.preprocessor = preprocessor
         self.class_names = tf.constant(preprocessor.class_names)
-        self.max_length = max_length
+        self.max_length, self.max_batch = int(max_length), int(max_batch)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
     def serving_default(self, text):
+        text = valid_utf8(check_batch(text, self.max_batch, "text"))
+        text, _ = keep_chars(text, CHARS_PER_WORD * self.max_length)
         probabilities = _class_probabilities(
             self.model(self.preprocessor.token_ids(text, self.max_length), training=False))
         class_id = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
@@ -109,9 +124,9 @@ class SentimentTask(Task):
     demo_inputs = {"text": ["A wonderful film, moving and beautifully acted.",
                             "Dull, predictable and far too long."]}
 
-    def load_splits(self, config):
+    def load_splits(self, config, evaluation=False):
         return sources.load("sentiment", config.data or "imdb", seed=config.seed,
-                            max_examples=config.max_examples)
+                            max_examples=config.max_examples, evaluation=evaluation)
 
     def fit_preprocessor(self, config, splits):
         vectorizer = WordVectorizer(max_tokens=config.max_tokens)
@@ -169,7 +184,7 @@ class SentimentTask(Task):
         return metrics
 
     def serving_module(self, config, model, preprocessor):
-        return SentimentServing(model, preprocessor, config.max_length)
+        return SentimentServing(model, preprocessor, config.max_length, config.max_batch)
 
     def warmup_inputs(self, config):
         return {"text": np.array(self.demo_inputs["text"], dtype=object)}
@@ -183,8 +198,15 @@ class SentimentTask(Task):
             results.append({"text": text, "label": label, "probability": float(p.max()),
                             "probabilities": [float(x) for x in p]})
             if not args.json:
-                print(f"{label:>10}  {p.max():.3f}  {text}")
+                print(self.format_prediction(config, results[-1]))
         return results
+
+    def empty_result(self, config, text):
+        return {"text": text, "label": None, "probability": None, "probabilities": None,
+                "empty": True}
+
+    def format_prediction(self, config, result):
+        return f"{result['label']:>10}  {result['probability']:.3f}  {result['text']}"
 
     def search_space(self, hp):
         return {

@@ -5,8 +5,9 @@
     python -m tasks.seq2seq predict "14 juillet 1789" --plot-attention attention.png
     python -m tasks.seq2seq export
 
-Reads top-down: config -> preprocessing -> serving (in-graph beam / greedy decoding) -> the task
-(data, model, metrics, predictions, search space) -> metric helpers.
+Reads top-down: config -> preprocessing -> the task (data, model, metrics, predictions, search
+space) -> metric helpers. Serving (in-graph beam / greedy decoding, request limits):
+:mod:`tasks.seq2seq_serving`.
 """
 
 from __future__ import annotations
@@ -19,12 +20,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from models.seq2seq import build_inference_models, build_seq2seq_model, decode
+from models.seq2seq import ATTENTIONS, build_seq2seq_model
 from pipelines import batching, sources
 from pipelines.vocab import END_ID, START_ID, CharVocabulary, WordVectorizer
 from tasks.runner.cli import main
 from tasks.runner.config import TaskConfig
 from tasks.runner.task import Preprocessor, Task
+from tasks.seq2seq_serving import Seq2SeqServing, max_decode_length  # noqa: F401 (API)
 
 DATES = "dates"
 
@@ -49,7 +51,15 @@ class Seq2SeqConfig(TaskConfig):
     beam_width: int = 4
     length_penalty: float = 0.0    # GNMT alpha; 0 ranks by the model's log-probability
     max_decode_length: int = 0     # 0 = 1.5 x the longest training target + 2
+    max_source_length: int = 500   # serving: source tokens read (more: cut, `truncated`)
     eval_batch_size: int = 256
+
+    def check(self, checks):
+        super().check(checks)
+        checks.at_least(0, "num_examples", "max_length", "max_decode_length", "length_penalty")
+        checks.at_least(1, "decoder_layers", "beam_width", "eval_batch_size")
+        checks.at_least(3, "max_tokens")  # padding, [UNK] and one word
+        checks.one_of(unit=("auto", "char", "word"), attention=ATTENTIONS)
 
 
 def _unit(config) -> str:
@@ -130,65 +140,6 @@ class Seq2SeqPreprocessor(Preprocessor):
         return text
 
 
-def max_decode_length(config, preprocessor) -> int:
-    return config.max_decode_length or int(1.5 * preprocessor.max_target_length) + 2
-
-
-# ---- serving ------------------------------------------------------------------------------
-class Seq2SeqServing(tf.Module):
-    """``serving_default(text)``: beam search; ``greedy(text)``: greedy decoding.
-
-    Both return ``translation`` (string [batch]), ``score`` (length-normalised log-prob),
-    ``log_prob`` and ``length`` [batch], ``attention`` [batch, out_time, src_time] and the
-    ``source_tokens`` / ``output_tokens`` labelling its axes, for the heatmap.
-    """
-
-    signature_names = ("serving_default", "greedy")
-
-    def __init__(self, model, preprocessor: Seq2SeqPreprocessor, config):
-        super().__init__()
-        self.model = model
-        self.source_vocab, self.target_vocab = preprocessor.source_vocab, preprocessor.target_vocab
-        self.preprocessor = preprocessor
-        self.encoder, self._step = build_inference_models(model)
-        self.options = dict(start_token=START_ID, end_token=END_ID,
-                            max_length=max_decode_length(config, preprocessor),
-                            length_penalty=float(config.length_penalty))
-        self.beam_width = int(config.beam_width)
-        # Token tables for the heatmap labels (vocab.decode joins a char vocabulary's tokens).
-        self.source_table = tf.constant(self.source_vocab.get_vocabulary())
-        self.target_table = tf.constant(self.target_vocab.get_vocabulary())
-
-    def decode_text(self, text, method):
-        """string [batch] -> the output dict (``method`` "both": {"greedy": .., "beam": ..})."""
-        pre = self.preprocessor
-        source = pre.source_ids(text)
-        result = decode(self.encoder, self._step, source, method=method,
-                        beam_width=self.beam_width, **self.options)
-        if method == "both":
-            return {k: self._outputs(source, v) for k, v in result.items()}
-        return self._outputs(source, result)
-
-    def _outputs(self, source, result):
-        return {"translation": self.preprocessor.decode(result["tokens"]),
-                "score": result["normalized_scores"], "log_prob": result["scores"],
-                "length": result["lengths"], "attention": result["attention"],
-                "source_tokens": tf.gather(self.source_table, source),
-                "output_tokens": tf.gather(self.target_table, result["tokens"])}
-
-    # autograph=False: nothing here branches on tensors (the search is an explicit while
-    # loop), and converting Keras' code for autograph made tracing ~2.5x slower.
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")],
-                 autograph=False)
-    def serving_default(self, text):
-        return self.decode_text(text, "beam")
-
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")],
-                 autograph=False)
-    def greedy(self, text):
-        return self.decode_text(text, "greedy")
-
-
 # ---- the task -------------------------------------------------------------------------------
 class Seq2SeqTask(Task):
     """Attention encoder-decoder with greedy and beam decoding inside the serving graph."""
@@ -201,7 +152,7 @@ class Seq2SeqTask(Task):
                       "learning_rate": 2e-3}
     demo_inputs = {"text": ["14 July 1789", "3 mars 2021", "Mittwoch, 9. November 1989"]}
 
-    def load_splits(self, config):
+    def load_splits(self, config, evaluation=False):
         data = config.data or DATES
         if data == DATES:
             options = {"locales": list(config.locales) or None}
@@ -211,7 +162,7 @@ class Seq2SeqTask(Task):
             options = {"lowercase": config.lowercase, "max_length": config.max_length,
                        "reverse": config.reverse}
         return sources.load("seq2seq", data, seed=config.seed, max_examples=config.max_examples,
-                            **options)
+                            evaluation=evaluation, **options)
 
     def fit_preprocessor(self, config, splits):
         return Seq2SeqPreprocessor.fit(config, splits.train)
@@ -283,6 +234,10 @@ class Seq2SeqTask(Task):
             return {"text": np.array(self.demo_inputs["text"], dtype=object)}
         return {"text": np.array(["How are you?", "I like it."], dtype=object)}
 
+    def warmup_requests(self, config):
+        inputs = self.warmup_inputs(config)
+        return {"serving_default": inputs, "greedy": inputs}
+
     def add_predict_arguments(self, parser):
         parser.add_argument("--plot-attention", metavar="PNG",
                             help="draw the attention heatmap of each input (file, -N suffix "
@@ -290,6 +245,7 @@ class Seq2SeqTask(Task):
 
     def show_predictions(self, config, args, inputs, outputs):
         texts = [t.decode("utf-8") for t in np.asarray(inputs["text"].numpy()).tolist()]
+        positions = getattr(args, "input_positions", None) or range(len(texts))
         results = []
         for i, text in enumerate(texts):
             result = {"text": text,
@@ -298,12 +254,20 @@ class Seq2SeqTask(Task):
                       "log_prob": float(outputs["log_prob"].numpy()[i])}
             if args.plot_attention:
                 root, ext = os.path.splitext(args.plot_attention)
-                path = args.plot_attention if i == 0 else f"{root}-{i}{ext or '.png'}"
+                n = positions[i]
+                path = args.plot_attention if n == 0 else f"{root}-{n}{ext or '.png'}"
                 result["attention_plot"] = attention_heatmap(outputs, i, path)
             results.append(result)
             if not args.json:
-                print(f"{text}  ->  {result['translation']}   (score {result['score']:.3f})")
+                print(self.format_prediction(config, result))
         return results
+
+    def empty_result(self, config, text):
+        return {"text": text, "translation": None, "score": None, "log_prob": None,
+                "empty": True}
+
+    def format_prediction(self, config, result):
+        return f"{result['text']}  ->  {result['translation']}   (score {result['score']:.3f})"
 
     def search_space(self, hp):
         return {

@@ -24,13 +24,13 @@ class RawSplits:
 
     Attributes:
         train: Examples (task-specific Python values, see ``pipelines.sources``).
-        validation: Same.
+        validation: Same (None only for evaluation: a corpus directory without one).
         test: Same, or None when the source has no test split.
         info: Source-specific info (``source``, ``synthetic``, ``split_policy``, task keys).
     """
 
     train: list
-    validation: list
+    validation: list | None
     test: list | None
     info: dict
 

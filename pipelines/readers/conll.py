@@ -112,11 +112,13 @@ def read_conll(path: str | os.PathLike, *, scheme: str | None = None, repair: bo
     return out
 
 
-def find_split_files(directory: str | os.PathLike) -> dict[str, pathlib.Path]:
+def find_split_files(directory: str | os.PathLike, require_train: bool = True
+                     ) -> dict[str, pathlib.Path]:
     """Maps split names to the files of a corpus directory, by file name.
 
-    ``train`` must be present; ``validation`` (valid/dev/testa) and ``test`` (test/testb)
-    are optional. Two candidates for one split is an error rather than a guess.
+    ``train`` must be present (unless ``require_train`` is False: evaluation needs none);
+    ``validation`` (valid/dev/testa) and ``test`` (test/testb) are optional. Two candidates
+    for one split is an error rather than a guess.
     """
     directory = pathlib.Path(directory)
     found: dict[str, pathlib.Path] = {}
@@ -133,18 +135,24 @@ def find_split_files(directory: str | os.PathLike) -> dict[str, pathlib.Path]:
                                     f"{found[split].name} and {path.name}", directory)
                 found[split] = path
                 break
-    if "train" not in found:
+    if "train" not in found and require_train:
         raise DataError("no training file (a name containing 'train') in the directory",
+                        directory)
+    if not found:
+        raise DataError("no train/valid/dev/test file (found by name) in the directory",
                         directory)
     return found
 
 
-def ner_splits(source: str, *, seed: int, options: dict) -> RawSplits:
+def ner_splits(source: str, *, seed: int, options: dict,
+               require_train: bool = True) -> RawSplits:
     """Splits for a CoNLL directory (train/valid/test by name) or a single CoNLL file.
 
     A missing validation file is carved from train (10%, seeded); a single file is split
     80/10/10 (seeded). Tags are returned in the file's own scheme; ``pipelines.sources``
-    converts them.
+    converts them. ``require_train=False`` (evaluation, a directory only): the training
+    file is optional and not read (``train`` is empty), and ``validation`` is None without
+    a validation file.
     """
     check_options(options, ("scheme", "repair", "input_scheme", "token_column", "tag_column"),
                   source)
@@ -152,7 +160,12 @@ def ner_splits(source: str, *, seed: int, options: dict) -> RawSplits:
                      tag_column=options.get("tag_column", -1))
     path = pathlib.Path(source)
     if path.is_dir():
-        files = find_split_files(path)
+        files = find_split_files(path, require_train)
+        if not require_train:
+            raw = {s: list(iter_conll(f, **read_opts)) for s, f in files.items() if s != "train"}
+            return RawSplits([], raw.get("validation"), raw.get("test"), {
+                "source": str(source), "files": {s: str(f) for s, f in files.items()},
+                "split_policy": "evaluation: validation/test files by name"})
         raw = {split: list(iter_conll(f, **read_opts)) for split, f in files.items()}
         train = raw["train"]
         if "validation" in raw:

@@ -46,9 +46,9 @@ def _parse_locales(locales: Sequence[str]) -> list:
         try:
             out.append(Locale.parse(name))
         except (UnknownLocaleError, ValueError):
-            raise ValueError(f"unknown babel locale {name!r}") from None
+            raise DataError(f"unknown babel locale {name!r}") from None
     if not out:
-        raise ValueError("locales must not be empty")
+        raise DataError("locales must not be empty")
     return out
 
 

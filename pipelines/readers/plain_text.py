@@ -152,7 +152,7 @@ def char_splits(source: str, *, seed: int, options: dict) -> RawSplits:
     """
     native = {"names": "lines", "shakespeare": "continuous"}.get(source)
     if native and options.get("mode", native) != native:
-        raise ValueError(f"source {source!r} comes in mode {native!r} only, "
+        raise DataError(f"source {source!r} comes in mode {native!r} only, "
                          f"got mode={options['mode']!r}")
     if native:
         options = {k: v for k, v in options.items() if k != "mode"}

@@ -10,9 +10,10 @@ import tempfile
 import keras
 
 from tasks.runner import run_dir as rd
+from tasks.runner.errors import TrainingError
 
 
-class NanLossError(RuntimeError):
+class NanLossError(TrainingError):
     """Raised by the runner after :class:`StopOnNaN` stopped training."""
 
 

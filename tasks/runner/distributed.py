@@ -32,6 +32,8 @@ import os
 import keras
 import tensorflow as tf
 
+from tasks.runner.errors import DataError
+
 #: Keras versions whose trainer has the two reductions above (checked by reading the source).
 _PATCHED_KERAS = ("3.",)
 _patched = False
@@ -159,14 +161,14 @@ def shard_evenly(dataset, strategy, what: str):
     repeated, and ``fit`` runs ``steps`` = count / N steps per epoch.
 
     Raises:
-        ValueError: fewer batches than workers.
+        DataError: fewer batches than workers.
     """
     workers = role(strategy).workers
     count = int(dataset.reduce(tf.constant(0, tf.int64), lambda n, _: n + 1))
     count = int(from_chief(strategy, {"count": count})["count"])
     steps = count // workers
     if steps == 0:
-        raise ValueError(f"the {what} data has {count} batch(es), fewer than the {workers} "
+        raise DataError(f"the {what} data has {count} batch(es), fewer than the {workers} "
                          f"workers; use a smaller batch_size or more data")
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = (

@@ -8,6 +8,8 @@ import os
 import keras
 import tensorflow as tf
 
+from tasks.runner.errors import ConfigError
+
 PRECISION_POLICIES = {
     "off": "float32",
     "float32": "float32",
@@ -45,10 +47,10 @@ def split_cpu(devices: int) -> None:
     many replicas on a machine without GPUs (``--set logical_devices=N``). 0 or 1: no split.
 
     Raises:
-        ValueError: ``devices`` < 0, or TensorFlow has already initialised its devices.
+        ConfigError: ``devices`` < 0, or TensorFlow has already initialised its devices.
     """
     if devices < 0:
-        raise ValueError(f"logical_devices must be >= 0, got {devices}")
+        raise ConfigError(f"logical_devices must be >= 0, got {devices}")
     if devices <= 1:
         return
     cpu = tf.config.list_physical_devices("CPU")[0]
@@ -59,7 +61,7 @@ def split_cpu(devices: int) -> None:
         tf.config.set_logical_device_configuration(
             cpu, [tf.config.LogicalDeviceConfiguration()] * devices)
     except RuntimeError:
-        raise ValueError(f"logical_devices={devices}: TensorFlow's devices are already "
+        raise ConfigError(f"logical_devices={devices}: TensorFlow's devices are already "
                          f"initialised in this process; set it before anything else runs "
                          f"(the command line does)") from None
 
@@ -88,12 +90,12 @@ def make_strategy(name: str, logical_devices: int = 0) -> tf.distribute.Strategy
         return tf.distribute.MirroredStrategy()
     tf_config = os.environ.get("TF_CONFIG")
     if not tf_config:
-        raise ValueError("--strategy multiworker needs the TF_CONFIG environment variable "
+        raise ConfigError("--strategy multiworker needs the TF_CONFIG environment variable "
                          "(a JSON cluster spec and this worker's task index); see README")
     try:
         json.loads(tf_config)
     except json.JSONDecodeError as err:
-        raise ValueError(f"TF_CONFIG is not valid JSON: {err}") from None
+        raise ConfigError(f"TF_CONFIG is not valid JSON: {err}") from None
     gpu = bool(tf.config.list_physical_devices("GPU"))
     implementation = (tf.distribute.experimental.CommunicationImplementation.NCCL if gpu
                       else tf.distribute.experimental.CommunicationImplementation.RING)

@@ -72,3 +72,26 @@ def confusion_matrix(matrix, class_names, plots_dir: str, title: str = "confusio
     fig.savefig(out, dpi=100)
     plt.close(fig)
     return out
+
+
+def piano_roll(notes, path: str, prompt_length: int = 0, unit: str = "beats",
+               title: str = "") -> str | None:
+    """Writes a piano-roll PNG of notes [n, 3] (pitch, step, duration): time on x, pitch on
+    y, the first ``prompt_length`` notes in grey. Returns the path, or None without matplotlib."""
+    import numpy as np
+
+    plt = _pyplot()
+    if plt is None:
+        return None
+    onsets = np.cumsum(notes[:, 1])
+    fig, ax = plt.subplots(figsize=(10, 4))
+    for i, ((pitch, _, duration), onset) in enumerate(zip(notes, onsets, strict=True)):
+        ax.broken_barh([(onset, max(duration, 1e-3))], (pitch - 0.4, 0.8),
+                       color="0.6" if i < prompt_length else "tab:blue")
+    ax.set_xlabel(f"time ({unit})")
+    ax.set_ylabel("MIDI pitch")
+    ax.set_title(title or f"{len(notes) - prompt_length} generated notes")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

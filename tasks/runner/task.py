@@ -57,8 +57,12 @@ class Task:
     demo_inputs: dict = {}
 
     # ---- data -------------------------------------------------------------------------
-    def load_splits(self, config) -> Any:
-        """Must: return ``pipelines.sources.Splits`` for ``config.data`` (name or path)."""
+    def load_splits(self, config, evaluation: bool = False) -> Any:
+        """Must: return ``pipelines.sources.Splits`` for ``config.data`` (name or path).
+
+        ``evaluation=True`` (``evaluate --data``; pass it on to ``sources.load``): a single
+        file is not split but evaluated whole, and a corpus directory needs no training file.
+        """
         raise NotImplementedError
 
     # ---- preprocessing ------------------------------------------------------------------
@@ -136,18 +140,49 @@ class Task:
         """
         raise NotImplementedError
 
+    def warmup_requests(self, config) -> dict[str, dict[str, Any]]:
+        """``{signature: raw inputs}``: one TF Serving warm-up request per signature, each also
+        checked through both loaders in a fresh process, so each must be DETERMINISTIC.
+        Default: ``serving_default`` with :meth:`warmup_inputs`; tasks with more signatures add
+        theirs."""
+        return {"serving_default": self.warmup_inputs(config)}
+
     def add_predict_arguments(self, parser: argparse.ArgumentParser) -> None:
         """Extra ``predict`` flags. The runner already adds ``--model``, positional ``inputs``,
         ``--input-file``, ``--json``."""
 
     def predict_inputs(self, config, args: argparse.Namespace, texts: list[str]) -> dict[str, Any]:
-        """Raw inputs for ``serving_default`` built from the command line (default: ``text``)."""
+        """Raw inputs for ``serving_default`` built from the command line (default: ``text``).
+
+        Raises:
+            tasks.runner.errors.InputError: A bad flag value or input (naming it).
+        """
         return {"text": tf.constant(texts, dtype=tf.string)}
+
+    def empty_result(self, config, text: str) -> dict | None:
+        """The result for a blank input (empty or only whitespace), or None.
+
+        A blank input is not sent to the model (a label or tags for no text would be made
+        up): ``predict`` answers it with this dict in the input's position, so outputs stay
+        aligned with inputs. None: the task takes blank inputs like any other (a generator's
+        empty prompt). Tasks that answer blanks here also need at least one input.
+        """
+        return {"text": text, "empty": True}
+
+    def format_prediction(self, config, result: Mapping[str, Any]) -> str:
+        """One result of ``show_predictions`` as text for a person (default: its JSON)."""
+        import json
+
+        return json.dumps(result, ensure_ascii=False, default=float)
 
     def show_predictions(self, config, args, inputs: Mapping[str, Any],
                          outputs: Mapping[str, Any]) -> list[dict]:
-        """Must: print the serving outputs for a person and return one JSON-able dict per input
-        (printed instead when ``--json``)."""
+        """Must: print the serving outputs for a person (unless ``args.json``) and return one
+        JSON-able dict per input (printed instead when ``--json``).
+
+        ``args.input_positions``, when set, holds the position of each of ``inputs`` among all
+        inputs (blank inputs are left out of ``inputs``, see :meth:`empty_result`).
+        """
         raise NotImplementedError
 
     # ---- tuning ------------------------------------------------------------------------

@@ -17,6 +17,11 @@ from tasks.runner import callbacks as cb
 from tasks.runner import config as config_lib
 from tasks.runner import distributed, environment, plots
 from tasks.runner import run_dir as rd
+from tasks.runner.errors import RunDirError, TrainingError
+
+
+class ResumeMismatch(RunDirError, ValueError):
+    """An interrupted run in ``--output`` was trained with another config."""
 
 
 def compile_model(task, config, model) -> None:
@@ -45,7 +50,7 @@ def _check_resume(task, config, run_dir: str, overwrite: bool) -> tuple[bool, st
                 for k in (f.name for f in dataclasses.fields(config))
                 if k != "epochs" and getattr(saved, k) != getattr(config, k)}
         if diff:
-            raise ValueError(f"{run_dir} holds an interrupted run with a different config "
+            raise ResumeMismatch(f"{run_dir} holds an interrupted run with a different config "
                              f"(saved vs now: {diff}); resume with the same settings or choose "
                              f"another --output")
         return True, found
@@ -68,8 +73,17 @@ def _start_run_dir(task, config, run_dir: str, found: str, preprocessor) -> None
         print(f"[{task.name}] the previous run is kept in {aside} until the first checkpoint")
     elif found == "unstarted":
         shutil.rmtree(run_dir)
-    os.makedirs(run_dir, exist_ok=True)
-    rd.write_marker(run_dir, task.name, "started")
+    # The directory appears with its marker in it (a rename), so a process that looks at the
+    # same --output meanwhile (another worker) never sees an unmarked directory.
+    parent = os.path.dirname(os.path.abspath(run_dir))
+    os.makedirs(parent, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=f".{os.path.basename(os.path.abspath(run_dir))}.new-",
+                               dir=parent)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(staging, 0o777 & ~umask)  # as os.makedirs would have made it
+    rd.write_marker(staging, task.name, "started")
+    os.replace(staging, run_dir)
     preprocessor.save(rd.path(run_dir, rd.ASSETS))
     rd.write_text_atomic(rd.path(run_dir, rd.CONFIG), config_lib.to_json(config))
 
@@ -114,6 +128,7 @@ def train(task, config, run_dir: str, *, overwrite: bool = False, verbose: int =
         FileExistsError: ``run_dir`` holds a finished run (without ``overwrite``) or files that
             are not a run of this suite.
     """
+    config.validate()  # every value, before the run directory or the data is touched
     # Datasets of unknown length make Keras warn at the end of every first epoch.
     warnings.filterwarnings("ignore", message="Your input ran out of data")
     # The strategy first: multi-worker collectives and logical CPUs configure the runtime.
@@ -225,7 +240,7 @@ def _finish(task, config, run_dir, nan_stop, preprocessor, splits) -> dict:
             f"Try a lower learning rate (--set learning_rate=...), a smaller clipnorm, or "
             f"--mixed-precision off. The best checkpoint before that is kept in {run_dir}.")
     if not os.path.exists(rd.path(run_dir, rd.MODEL)):
-        raise RuntimeError(f"no checkpoint was saved in {run_dir}: the validation monitor "
+        raise TrainingError(f"no checkpoint was saved in {run_dir}: the validation monitor "
                            f"{_val(task.monitor)} was never finite")
     rd.write_marker(run_dir, task.name, "finished")
     history_path = rd.path(run_dir, rd.HISTORY)

@@ -78,3 +78,26 @@ def test_half_precision_input_and_graph_mode():
 def test_weight_outside_the_unit_interval_is_an_error(weight):
     with pytest.raises(ValueError, match="weight must be in"):
         pool_repeated_tokens(*_document(0), weight=weight)
+
+
+def test_a_long_document_costs_linear_memory():
+    # 60,000 tokens: an N x N comparison would need 14 GB; grouping by sorted keys needs MBs.
+    rng = np.random.default_rng(5)
+    n, tags = 60_000, 3
+    potentials = rng.normal(size=(2, n // 2, tags)).astype("float32")
+    keys = rng.integers(0, 500, size=(2, n // 2)).astype("int64")
+    mask, apply = rng.random((2, n // 2)) < 0.9, rng.random((2, n // 2)) < 0.5
+    got = keras.ops.convert_to_numpy(pool_repeated_tokens(potentials, keys, mask, apply, 0.5))
+    flat, k, m = potentials.reshape(-1, tags), keys.ravel(), mask.ravel()
+    sums = np.zeros((500, tags))
+    np.add.at(sums, k[m], flat[m])
+    means = sums / np.maximum(np.bincount(k[m], minlength=500), 1)[:, None]
+    want = np.where((apply & mask).ravel()[:, None], 0.5 * flat + 0.5 * means[k], flat)
+    assert_allclose(got.reshape(-1, tags), want, atol=1e-4)
+
+
+def test_an_empty_document():
+    empty = np.zeros((0, 4), bool)
+    got = pool_repeated_tokens(np.zeros((0, 4, 3), "float32"), np.zeros((0, 4), "int64"),
+                               empty, empty)
+    assert tuple(keras.ops.shape(got)) == (0, 4, 3)

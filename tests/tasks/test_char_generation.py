@@ -13,6 +13,13 @@ from tasks.runner import cli, training, tuning
 from tasks.runner import config as config_lib
 from tasks.runner import export as export_lib
 from tasks.runner import run_dir as rd
+from tests.tasks.export_checks import assert_loaders_agree
+from tests.tasks.serving_fuzz import (
+    assert_survives,
+    run_fuzz,
+    skip_export_revalidation,
+    text_cases,
+)
 
 TINY = {"mode": "lines", "embedding_dim": 8, "units": 16, "num_layers": 1, "batch_size": 16,
         "epochs": 1, "patience": 5, "dropout": 0.0, "learning_rate": 0.01,
@@ -85,6 +92,26 @@ def test_predict_continues_the_prompt_and_flags_new_names(run, capsys):
         assert "[END]" not in result["text"] and "[START]" not in result["text"]
 
 
+def test_long_prompts_and_texts_are_cut_and_nan_sampling_is_refused(module):
+    # Issue #16: a 1 MB prompt got no answer in 150 s, `score` of 1 MB took 62 s and 2 GB,
+    # and temperature NaN failed with "indices[0,0] = 53 is not in [0, 53)".
+    prompt = "Ma" * 500_000
+    out = module.serving_default(prompt=tf.constant([prompt, "Jo"]), length=tf.constant(5),
+                                 temperature=tf.constant(0.0))
+    assert out["truncated"].numpy().tolist() == [True, False]
+    assert out["text"].numpy()[0].decode().startswith(prompt)  # the whole prompt is echoed
+    scored = module.score(text=tf.constant(["x" * 1_000_000, "Marila"]))
+    assert scored["truncated"].numpy().tolist() == [True, False]
+    assert scored["num_scored"].numpy().tolist() == [10_001, 7]  # max_score_length + [END]
+    for name, value in (("temperature", float("nan")), ("top_p", float("nan")), ("top_k", -1)):
+        args = {"prompt": tf.constant(["Ma"]), "length": tf.constant(5),
+                "temperature": tf.constant(0.8), "top_k": tf.constant(0),
+                "top_p": tf.constant(1.0), "seed": tf.constant(1)}
+        args[name] = tf.constant(value, args[name].dtype)
+        with pytest.raises(tf.errors.InvalidArgumentError, match=f"{name} must be a finite"):
+            module.generate(**args)
+
+
 def test_generate_is_seeded_and_stops_at_the_end(module):
     first = _generate(module, seed=3, n=6, length=30)
     assert _generate(module, seed=3, n=6, length=30) == first
@@ -111,6 +138,10 @@ def test_export_serves_without_project_code(run, module, tmp_path):
     # export() itself runs serving_default in a fresh interpreter that cannot import the
     # project and compares its answers with the in-memory module (greedy warm-up inputs).
     target = export_lib.export(cg.CharGenerationTask(), run_dir, str(tmp_path / "export"))
+    # TF Serving's session loader (and its warm-up replay) answer as tf.saved_model.load does.
+    task = cg.CharGenerationTask()
+    agreed = assert_loaders_agree(target, task.warmup_requests(rd.load_config(task, run_dir)))
+    assert set(agreed) == {"serving_default", "generate", "score"}
     loaded = tf.saved_model.load(target)
     assert set(loaded.signatures) == {"serving_default", "generate", "score"}
     out = loaded.signatures["serving_default"](prompt=tf.constant(["Ma", ""]),
@@ -190,3 +221,33 @@ def test_bad_sampling_flags(run, capsys):
     assert cli.main(cg.CharGenerationTask(), ["generate", "--model", run_dir,
                                               "--top-p", "0"]) == 2
     assert "--top-p" in capsys.readouterr().err
+
+
+def test_export_survives_fuzzed_requests_in_a_fresh_process(run, tmp_path, monkeypatch):
+    # 1 MB prompts and texts answered (cut, flagged) within 1.5 GB RSS; NaN/inf/out-of-range
+    # sampling parameters refused with a message naming them.
+    skip_export_revalidation(monkeypatch)
+    target = export_lib.export(cg.CharGenerationTask(), run[0], str(tmp_path / "export"))
+    sampling = {"length": np.int32(16), "temperature": np.float32(0.8)}
+    knobs = {**sampling, "top_k": np.int32(3), "top_p": np.float32(0.9), "seed": np.int32(1)}
+    cases = [(c, s, {**sampling, **x}) for c, s, x in text_cases("serving_default", "prompt")]
+    cases += text_cases("score")
+    bad = {"temperature": [np.nan, np.inf, -1.0, 1e30], "top_p": [np.nan, 0.0, 1.5],
+           "top_k": [-1]}
+    must_fail = {}
+    for name, values in bad.items():
+        for value in values:
+            case = f"generate: {name}={value}"
+            cases.append((case, "generate", {"prompt": np.array(["Ma"], dtype=object),
+                                             **knobs, name: np.asarray(value, knobs[name].dtype)}))
+            must_fail[case] = name
+    for length in (-5, 2 ** 31 - 1):
+        cases.append((f"length={length}", "serving_default", {
+            "prompt": np.array(["Ma"], dtype=object), **sampling, "length": np.int32(length)}))
+    results = run_fuzz(target, cases, tmp_path)
+    assert set(results) == {case for case, _, _ in cases}
+    names = {"serving_default": ["prompt", "temperature"], "score": ["text"],
+             "generate": ["prompt", "temperature", "top_k", "top_p"]}
+    assert_survives(results, names, must_fail)
+    assert all(r["ok"] for case, r in results.items() if case not in must_fail), results
+    assert results["score: 1 MB one word"]["shapes"]["num_scored"] == [1]

@@ -15,6 +15,13 @@ from tasks.runner import cli, training, tuning
 from tasks.runner import config as config_lib
 from tasks.runner import export as export_lib
 from tasks.runner import run_dir as rd
+from tests.tasks.export_checks import assert_loaders_agree
+from tests.tasks.serving_fuzz import (
+    MEGABYTE,
+    assert_survives,
+    run_fuzz,
+    skip_export_revalidation,
+)
 
 TINY = {"unit": "beats", "embedding_dim": 8, "units": 16, "num_layers": 1, "batch_size": 16,
         "epochs": 1, "patience": 5, "dropout": 0.0, "learning_rate": 0.01,
@@ -112,6 +119,21 @@ def test_predict_writes_midi_with_the_requested_notes(run, tmp_path, midi_dir, c
     assert len(pretty_midi.PrettyMIDI(str(prompted)).instruments[0].notes) == 7
 
 
+def test_nan_prompts_and_temperatures_are_refused_long_prompts_flagged(module):
+    # Issue #16: NaN prompt notes or temperature failed with an opaque GatherV2 error.
+    notes = tf.constant([[60.0, 0.0, 1.0], [62.0, 1.0, 1.0]])
+    for prompt, temperature, name in ((tf.constant([[float("nan"), 0.0, 1.0]]), 0.9,
+                                       "prompt_notes"), (notes, float("nan"), "temperature")):
+        with pytest.raises(tf.errors.InvalidArgumentError, match=name):
+            module.serving_default(prompt_notes=prompt, num_notes=tf.constant(4),
+                                   temperature=tf.constant(temperature))
+    long = tf.tile(notes, [100, 1])  # 200 notes > max_prompt_notes (64)
+    for prompt, cut in ((long, True), (notes, False)):
+        out = module.serving_default(prompt_notes=prompt, num_notes=tf.constant(4),
+                                     temperature=tf.constant(0.0))
+        assert out["notes"].shape == (4, 3) and bool(out["truncated"]) is cut
+
+
 def test_generated_notes_survive_a_midi_round_trip(module, tmp_path):
     out = module.generate(prompt_notes=np.array([[64, 0, 1]], np.float32),
                           num_notes=np.int32(20), temperature=np.float32(1.0),
@@ -134,6 +156,10 @@ def test_generated_notes_survive_a_midi_round_trip(module, tmp_path):
 def test_export_generates_from_an_empty_or_given_prompt(run, module, tmp_path):
     # export() validates serving_default in a fresh process that cannot import the project.
     target = export_lib.export(mg.MusicGenerationTask(), run[0], str(tmp_path / "export"))
+    # TF Serving's session loader (and its warm-up replay) answer as tf.saved_model.load does.
+    task = mg.MusicGenerationTask()
+    agreed = assert_loaders_agree(target, task.warmup_requests(rd.load_config(task, run[0])))
+    assert set(agreed) == {"serving_default", "generate"}
     loaded = tf.saved_model.load(target)
     assert set(loaded.signatures) == {"serving_default", "generate"}
     empty = loaded.signatures["serving_default"](
@@ -178,3 +204,35 @@ def test_bad_flags(run, capsys):
     assert cli.main(mg.MusicGenerationTask(), ["predict", "--model", run[0],
                                                "--prompt-midi", "/nonexistent.mid"]) == 2
     assert "nonexistent" in capsys.readouterr().err
+
+
+def test_export_survives_fuzzed_requests_in_a_fresh_process(run, tmp_path, monkeypatch):
+    skip_export_revalidation(monkeypatch)
+    target = export_lib.export(mg.MusicGenerationTask(), run[0], str(tmp_path / "export"))
+    base = {"prompt_notes": np.array([[60, 0, 1], [62, 1, 1]], np.float32),
+            "num_notes": np.int32(8), "temperature": np.float32(0.9)}
+    knobs = {**base, "top_k": np.int32(3), "top_p": np.float32(0.9), "seed": np.int32(1)}
+    one_mb = np.tile(np.array([[60, 1, 1]], np.float32), (MEGABYTE // 12, 1))
+    answered = {"1 MB prompt": {"prompt_notes": one_mb}, "empty prompt": {
+        "prompt_notes": np.zeros((0, 3), np.float32)},
+        "negative and huge notes": {"prompt_notes": np.array([[-5, -1, 1e30]], np.float32)},
+        "num_notes=-1": {"num_notes": np.int32(-1)},
+        "num_notes=2^31-1": {"num_notes": np.int32(2 ** 31 - 1)}}
+    refused = {"NaN note": ("prompt_notes", {"prompt_notes": np.array([[np.nan, 0, 1]],
+                                                                      np.float32)}),
+               "inf note": ("prompt_notes", {"prompt_notes": np.array([[60, np.inf, 1]],
+                                                                      np.float32)}),
+               "NaN temperature": ("temperature", {"temperature": np.float32(np.nan)}),
+               "negative temperature": ("temperature", {"temperature": np.float32(-1)})}
+    cases = [(case, "serving_default", {**base, **x}) for case, x in answered.items()]
+    cases += [(case, "serving_default", {**base, **x}) for case, (_, x) in refused.items()]
+    cases += [("NaN top_p", "generate", {**knobs, "top_p": np.float32(np.nan)}),
+              ("top_k=-1", "generate", {**knobs, "top_k": np.int32(-1)})]
+    must_fail = {**{case: name for case, (name, _) in refused.items()},
+                 "NaN top_p": "top_p", "top_k=-1": "top_k"}
+    results = run_fuzz(target, cases, tmp_path)
+    assert set(results) == {case for case, _, _ in cases}
+    assert_survives(results, {"serving_default": ["prompt_notes", "temperature"],
+                              "generate": ["top_k", "top_p"]}, must_fail)
+    assert all(results[case]["ok"] for case in answered), results
+    assert results["num_notes=-1"]["shapes"]["notes"] == [0, 3]

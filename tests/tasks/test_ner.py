@@ -19,6 +19,13 @@ from tasks import ner
 from tasks.runner import cli, training
 from tasks.runner import config as config_lib
 from tasks.runner import export as export_lib
+from tests.tasks.export_checks import assert_loaders_agree
+from tests.tasks.serving_fuzz import (
+    assert_survives,
+    run_fuzz,
+    skip_export_revalidation,
+    text_cases,
+)
 
 FIXTURE = os.path.join(os.path.dirname(__file__), "..", "fixtures", "ner", "tiny_conll")
 # F1 1.0 on the training sentences after ~7 epochs; early stopping ends the run 3 later.
@@ -133,11 +140,17 @@ def test_export_serves_raw_sentences_in_a_fresh_process(task, trained, tmp_path,
     # export() saves, then validates the warm-up sentences in a fresh interpreter that cannot
     # import this project, against the in-memory answers.
     target = export_lib.export(task, run_dir, str(tmp_path / "export"))
+    # TF Serving's session loader (and its warm-up replay) answer as tf.saved_model.load does.
+    text = np.array([SENTENCE, "", "Siemens shares rose 3 percent in Frankfurt ."], dtype=object)
+    agreed = assert_loaders_agree(target, {"serving_default": {"text": text},
+                                           "tag_document": {"text": text}})
+    assert agreed["serving_default"]["lengths"].tolist() == [10, 0, 8]
     if importlib.util.find_spec("tensorflow_serving") is not None:
         assert os.path.exists(os.path.join(target, export_lib.WARMUP_FILE))
     serve = export_lib.load_serving_function(target)
     out = serve(text=tf.constant([SENTENCE, "", "Siemens shares rose 3 percent in Frankfurt ."]))
-    assert set(out) == {"tokens", "tags", "lengths"}
+    assert set(out) == {"tokens", "tags", "lengths", "truncated"}
+    assert out["truncated"].numpy().tolist() == [False, False, False]
     assert out["tokens"].dtype == tf.string and out["lengths"].dtype == tf.int32
     assert out["lengths"].numpy().tolist() == [10, 0, 8]
     tags = out["tags"].numpy().astype(str)
@@ -157,6 +170,18 @@ def test_export_serves_raw_sentences_in_a_fresh_process(task, trained, tmp_path,
         text=tf.constant([SENTENCE]))
     assert document["tags"].numpy().tolist() == serve(text=tf.constant([SENTENCE]))[
         "tags"].numpy().tolist()
+
+
+def test_export_survives_fuzzed_requests_in_a_fresh_process(task, trained, tmp_path, monkeypatch):
+    # Empty, blank, 1 MB, NUL, invalid UTF-8, batch 0 and 1000: answered within 1.5 GB RSS.
+    skip_export_revalidation(monkeypatch)
+    target = export_lib.export(task, trained[0], str(tmp_path / "export"))
+    cases = text_cases("serving_default") + text_cases("tag_document")
+    results = run_fuzz(target, cases, tmp_path)
+    assert set(results) == {case for case, _, _ in cases}
+    assert_survives(results, {"serving_default": ["text"], "tag_document": ["text"]})
+    assert all(r["ok"] for r in results.values()), results
+    assert results["tag_document: 1 MB text"]["shapes"]["tokens"] == [1, 1000]
 
 
 def _document_split(sentences, document=0):
@@ -203,6 +228,39 @@ def test_cli_predict_with_the_document_signature(trained, capsys):
     assert rows[0]["entities"][0]["text"] == "Angela Merkel"
     assert cli.main(ner.NerTask(), args + ["--signature", "nope"]) != 0
     assert "tag_document" in capsys.readouterr().err
+
+
+def test_cli_predict_answers_blank_inputs_without_the_model(trained, capsys):
+    run_dir, _ = trained
+    assert cli.main(ner.NerTask(), ["predict", "--model", run_dir, "--json", ""]) == 0
+    assert json.loads(capsys.readouterr().out) == {"text": "", "tokens": [], "tags": [],
+                                                   "entities": [], "empty": True}
+    for signature in ("serving_default", "tag_document"):
+        assert cli.main(ner.NerTask(), ["predict", "--model", run_dir, "--json", SENTENCE, " ",
+                                        "Merkel left .", "--signature", signature]) == 0
+        rows = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+        assert [r["text"] for r in rows] == [SENTENCE, " ", "Merkel left ."]
+        assert rows[1]["empty"] and rows[1]["tokens"] == [] and rows[2]["tokens"][0] == "Merkel"
+
+
+def test_cli_evaluate_scores_a_named_file_whole(trained, capsys):
+    run_dir, _ = trained
+    path = os.path.join(FIXTURE, "train.txt")  # 20 sentences
+    for split in ("test", "validation"):
+        assert cli.main(ner.NerTask(), ["evaluate", "--model", run_dir, "--data", path,
+                                        "--split", split]) == 0
+        out = capsys.readouterr().out.strip().splitlines()
+        assert json.loads(out[-1])["examples"] == 20 and out[0].startswith("metrics on all of")
+
+
+def test_cli_evaluate_a_directory_with_only_a_test_file(trained, tmp_path, capsys):
+    run_dir, _ = trained
+    shutil.copy(os.path.join(FIXTURE, "test.txt"), tmp_path / "test.txt")
+    args = ["evaluate", "--model", run_dir, "--data", str(tmp_path)]
+    assert cli.main(ner.NerTask(), args + ["--split", "test"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["examples"] == 3
+    assert cli.main(ner.NerTask(), args) == 2  # --split validation: named, not guessed
+    assert "has no validation split; it has test (--split)" in capsys.readouterr().err
 
 
 def test_singleton_words_become_unk_only_in_training(task):

@@ -5,6 +5,7 @@ precision, mirrored strategy (two logical CPUs, in a subprocess), Keras Tuner ro
 the export's atomicity, refusal, warm-up file and fresh-process validation.
 """
 
+import io
 import json
 import os
 import subprocess
@@ -21,6 +22,7 @@ from tasks.runner import cli, training, tuning
 from tasks.runner import config as config_lib
 from tasks.runner import export as export_lib
 from tasks.runner import run_dir as rd
+from tests.tasks.export_checks import assert_loaders_agree
 
 TINY = {"max_tokens": 200, "max_length": 20, "embedding_dim": 8, "units": 8, "batch_size": 8,
         "epochs": 2, "patience": 5, "dropout": 0.0}
@@ -80,9 +82,28 @@ def test_predict_from_run_dir(trained_run, capsys):
     assert abs(sum(result["probabilities"]) - 1.0) < 1e-5
 
 
+def test_predict_input_file_keeps_blank_lines_aligned(trained_run, tmp_path, capsys,
+                                                     monkeypatch):
+    lines = ["a wonderful film", "", "dull", "  ", "great acting", "", "boring", "fine", "bad"]
+    (tmp_path / "in.txt").write_text("\n".join(lines) + "\n")
+    task = sentiment.SentimentTask()
+    argv = ["predict", "--model", trained_run, "--json", "--input-file"]
+    assert cli.main(task, argv + [str(tmp_path / "in.txt")]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+    assert [r["text"] for r in rows] == lines  # 9 lines in, 9 results out
+    assert [r["label"] is None for r in rows] == [not line.strip() for line in lines]
+    monkeypatch.setattr("sys.stdin", io.StringIO("dull\n\nfine\n"))
+    assert cli.main(task, argv + ["-"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+    assert [r["text"] for r in rows] == ["dull", "", "fine"] and rows[1]["empty"]
+
+
 def test_export_validates_refuses_and_serves_the_same(task, trained_run, tmp_path, capsys):
     base = str(tmp_path / "saved_models" / "sentiment")
     target = export_lib.export(task, trained_run, base)
+    # TF Serving's session loader (and its warm-up replay) answer as tf.saved_model.load does.
+    agreed = assert_loaders_agree(target, {"serving_default": {"text": ["a wonderful film", ""]}})
+    assert agreed["serving_default"]["probabilities"].shape == (2, 2)
     assert target.endswith(os.path.join("sentiment", "1"))
     assert os.path.exists(os.path.join(target, export_lib.WARMUP_FILE))
     assert 'name: "sentiment"' in open(os.path.join(base, "models.config")).read()
@@ -115,11 +136,11 @@ def test_failed_export_leaves_nothing(task, trained_run, tmp_path, monkeypatch):
 
 def test_fresh_process_validation_detects_a_difference(task, trained_run, tmp_path):
     target = export_lib.export(task, trained_run, str(tmp_path / "e"))
-    inputs = export_lib.to_numpy_inputs({"text": ["great"]})
+    inputs = {"serving_default": export_lib.to_numpy_inputs({"text": ["great"]})}
     wrong = {"label": np.array([b"nope"]), "probabilities": np.array([[0.5, 0.5]], np.float32),
              "class_id": np.array([7], np.int32)}
     with pytest.raises(export_lib.ExportValidationError, match="differs"):
-        export_lib.validate_in_fresh_process(target, inputs, wrong)
+        export_lib.validate_in_fresh_process(target, inputs, {"serving_default": wrong})
 
 
 def test_resume_after_interruption(task, csv_path, tmp_path):

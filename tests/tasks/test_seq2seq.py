@@ -14,6 +14,14 @@ from tasks import seq2seq as s2s
 from tasks.runner import cli, training, tuning
 from tasks.runner import config as config_lib
 from tasks.runner import export as export_lib
+from tasks.runner import run_dir as rd
+from tests.tasks.export_checks import assert_loaders_agree
+from tests.tasks.serving_fuzz import (
+    assert_survives,
+    run_fuzz,
+    skip_export_revalidation,
+    text_cases,
+)
 
 TINY = {"max_examples": 64, "epochs": 1, "units": 16, "embedding_dim": 8, "batch_size": 32,
         "dropout": 0.0, "beam_width": 3, "eval_batch_size": 64,
@@ -81,6 +89,11 @@ def test_export_serves_beam_and_greedy_in_a_fresh_process(task, trained_run, tmp
                                                           capsys):
     run_dir, _ = trained_run
     target = export_lib.export(task, run_dir, str(tmp_path / "export"))  # validates fresh
+    # TF Serving's session loader (and its warm-up replay) answer as tf.saved_model.load does.
+    text = np.array(["14 July 1789", "3 mars 2021"], dtype=object)
+    agreed = assert_loaders_agree(target, {"serving_default": {"text": text},
+                                           "greedy": {"text": text}})
+    assert agreed["serving_default"]["translation"].shape == (2,)
     loaded = tf.saved_model.load(target)
     text = tf.constant(["14 July 1789", "3 mars 2021"])
     b = loaded.signatures["serving_default"](text=text)
@@ -96,6 +109,16 @@ def test_export_serves_beam_and_greedy_in_a_fresh_process(task, trained_run, tmp
     results = [json.loads(line) for line in lines[-2:]]
     assert results[0]["translation"] == b["translation"].numpy()[0].decode("utf-8")
     assert os.path.exists(png) and os.path.exists(str(tmp_path / "attention-1.png"))
+
+
+def test_a_1mb_source_is_read_up_to_max_source_length(task, trained_run):
+    # Issue #16: a 1 MB input took ~100 s and 4 GB, and returned a [1, 18, 1048576] attention.
+    config, preprocessor, model = rd.load_run(task, trained_run[0])
+    module = task.serving_module(config, model, preprocessor)
+    out = module.greedy(tf.constant(["3 mars 2021" * 100_000, "3 mars 2021"]))
+    assert out["truncated"].numpy().tolist() == [True, False]
+    assert out["attention"].shape[2] == out["source_tokens"].shape[1] == 500
+    assert out["translation"].shape == (2,)
 
 
 def test_locales_override_and_pairs_data(task):
@@ -147,3 +170,18 @@ def test_tune_two_trials_one_epoch(task, tmp_path):
     result = tuning.tune(task, config, str(tmp_path / "tune"), max_trials=2, verbose=0)
     assert {"attention", "cell", "units"} <= set(result["hparams"])
     assert os.path.exists(tmp_path / "tune" / "best.json")
+
+
+def test_export_survives_fuzzed_requests_in_a_fresh_process(task, trained_run, tmp_path,
+                                                            monkeypatch):
+    # A 1 MB text is read up to max_source_length (500) characters: answered, flagged,
+    # with a [1, out, 500] attention, within 1.5 GB RSS.
+    skip_export_revalidation(monkeypatch)
+    target = export_lib.export(task, trained_run[0], str(tmp_path / "export"))
+    cases = (text_cases("serving_default", batch_rows="3 mars 2021")
+             + text_cases("greedy", batch_rows="3 mars 2021"))
+    results = run_fuzz(target, cases, tmp_path)
+    assert set(results) == {case for case, _, _ in cases}
+    assert_survives(results, {"serving_default": ["text"], "greedy": ["text"]})
+    assert all(r["ok"] for r in results.values()), results
+    assert results["serving_default: 1 MB text"]["shapes"]["attention"][2] == 500

@@ -1,0 +1,196 @@
+"""The command line's handling of bad input (issue #16): one-line errors before any data
+loads, tracebacks for bugs, --output/--export-dir safety, predict inputs kept in order."""
+
+import io
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tasks import sentiment
+from tasks.runner import cli, errors
+
+CSV = os.path.join(os.path.dirname(__file__), "..", "fixtures", "sentiment", "tiny_reviews.csv")
+
+
+class RaisingTask(sentiment.SentimentTask):
+    """Sentiment whose data loading raises a given exception (nothing else runs)."""
+
+    def __init__(self, exception):
+        self.exception = exception
+
+    def load_splits(self, config, evaluation=False):
+        raise self.exception
+
+
+def run_main(task, argv, capsys):
+    code = cli.main(task, argv)
+    captured = capsys.readouterr()
+    return code, captured.err.strip()
+
+
+# ---- errors: one line for input, a traceback for bugs ------------------------------------
+@pytest.mark.parametrize("exception", [
+    errors.DataError("bad tag", "train.txt", 7, "B-XYZ"), errors.RunDirError("run dir busy"),
+    FileNotFoundError("no such file: x.csv")])
+def test_input_errors_are_one_line(exception, tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("RECURRENT_SUITE_DEBUG", raising=False)
+    code, err = run_main(RaisingTask(exception), ["train", "--output", str(tmp_path / "r")],
+                         capsys)
+    assert code == 2 and err == f"error: {exception}"
+
+
+@pytest.mark.parametrize("exception", [KeyError("label"), ValueError("bad shape"),
+                                       RuntimeError("boom")])
+def test_unknown_errors_keep_their_traceback_and_say_how_to_report(exception, tmp_path):
+    with pytest.raises(type(exception)) as info:
+        cli.main(RaisingTask(exception), ["train", "--output", str(tmp_path / "r")])
+    assert errors.REPORT_NOTE in info.value.__notes__
+
+
+def test_debug_variable_raises_input_errors(tmp_path, monkeypatch):
+    monkeypatch.setenv("RECURRENT_SUITE_DEBUG", "1")
+    with pytest.raises(errors.DataError):
+        cli.main(RaisingTask(errors.DataError("x")), ["train", "--output", str(tmp_path / "r")])
+
+
+# ---- item 5: config errors before any data loads -----------------------------------------
+@pytest.mark.parametrize("argv, message", [
+    (["--epochs", "0"], "epochs=0 (must be >= 1) from --epochs"),
+    (["--set", "learning_rate=-1"], "learning_rate=-1.0 (must be > 0) from --set"),
+    (["--set", "max_length=0"], "max_length=0 (must be >= 1) from --set")])
+def test_train_refuses_bad_values_before_loading_data(argv, message, tmp_path, capsys):
+    output = tmp_path / "run"
+    loads = RaisingTask(AssertionError("the data must not be loaded"))
+    code, err = run_main(loads, ["train", "--output", str(output), *argv], capsys)
+    assert code == 2 and message in err and len(err.splitlines()) == 1
+    assert not output.exists()
+
+
+def test_broken_yaml_config_is_one_line(tmp_path, capsys):
+    (tmp_path / "c.yaml").write_text("epochs: 2\n  units: [3\n")
+    code, err = run_main(sentiment.SentimentTask(),
+                         ["train", "--config", str(tmp_path / "c.yaml")], capsys)
+    assert code == 2 and err.startswith(f"error: {tmp_path / 'c.yaml'}: line 2, column")
+    assert "invalid YAML" in err and len(err.splitlines()) == 1
+
+
+def test_train_api_validates_too(tmp_path):
+    from tasks.runner import training
+
+    bad = sentiment.SentimentConfig(data=CSV, epochs=0)  # built directly: not validated yet
+    with pytest.raises(errors.ConfigError, match="epochs=0"):
+        training.train(sentiment.SentimentTask(), bad, str(tmp_path / "r"), verbose=0)
+    assert not (tmp_path / "r").exists()
+
+
+# ---- item 7: --output / --export-dir ------------------------------------------------------
+def test_output_that_is_a_file_or_a_users_directory_is_refused(tmp_path, capsys):
+    (tmp_path / "file.txt").write_text("mine")
+    users = tmp_path / "users"
+    users.mkdir()
+    (users / "thesis.tex").write_text("mine")
+    loads = RaisingTask(AssertionError("the data must not be loaded"))
+    code, err = run_main(loads, ["train", "--output", str(tmp_path / "file.txt")], capsys)
+    assert code == 2 and err == (f"error: --output {tmp_path / 'file.txt'} is a file, not a "
+                                 f"directory; choose a directory path")
+    code, err = run_main(loads, ["train", "--output", str(users)], capsys)
+    assert code == 2 and "is a non-empty directory that holds no run" in err
+    assert os.listdir(users) == ["thesis.tex"]
+    code, err = run_main(loads, ["tune", "--output", str(users)], capsys)
+    assert code == 2 and "holds no run" in err
+
+
+def test_run_directories_empty_or_marked_pass_the_check(tmp_path):
+    recognised = ("config.json", cli.RUN_MARKER)
+    cli.check_output_dir(str(tmp_path / "new"), "--output", recognised)
+    cli.check_output_dir(str(tmp_path), "--output", recognised)  # empty
+    for name in recognised:
+        run = tmp_path / name.strip(".")
+        run.mkdir()
+        (run / name).write_text("{}")
+        (run / "model.keras").write_text("")
+        cli.check_output_dir(str(run), "--output", recognised)
+
+
+def test_export_dir_that_is_a_file_is_refused_before_loading(tmp_path, capsys):
+    (tmp_path / "f").write_text("")
+    code, err = run_main(sentiment.SentimentTask(), [
+        "export", "--model", str(tmp_path / "no_run"), "--export-dir", str(tmp_path / "f")],
+        capsys)
+    assert code == 2 and err == f"error: --export-dir {tmp_path / 'f'} is a file, not a " \
+                                f"directory; choose a directory path"
+
+
+# ---- item 6: predict inputs -----------------------------------------------------------------
+def read(argv, stdin=None):
+    args = cli.build_parser(sentiment.SentimentTask()).parse_args(["predict", *argv])
+    return cli.read_inputs(args, stdin)
+
+
+def test_input_file_keeps_blank_lines_in_order(tmp_path):
+    path = tmp_path / "in.txt"
+    path.write_bytes(b"good\r\n\r\n  \nbad\n\nlast\n")
+    assert read(["first", "--input-file", str(path)]) == ["first", "good", "", "  ", "bad", "",
+                                                          "last"]
+    path.write_text("no final newline")
+    assert read(["--input-file", str(path)]) == ["no final newline"]
+
+
+def test_input_file_dash_reads_stdin():
+    assert read(["--input-file", "-"], io.StringIO("a\n\nb\n")) == ["a", "", "b"]
+
+
+def test_bad_input_files(tmp_path):
+    with pytest.raises(errors.InputError, match="no such file"):
+        read(["--input-file", str(tmp_path / "none.txt")])
+    with pytest.raises(errors.InputError, match="is a directory"):
+        read(["--input-file", str(tmp_path)])
+    (tmp_path / "latin1.txt").write_bytes(b"ok\ncaf\xe9\n")
+    with pytest.raises(errors.InputError, match=r"latin1.txt:2: not valid UTF-8"):
+        read(["--input-file", str(tmp_path / "latin1.txt")])
+
+
+def fake_sentiment_serving(text):
+    """Positive iff the text contains 'good'; fails on blank texts like a real graph may."""
+    texts = [t.decode() for t in text.numpy().tolist()]
+    assert all(t.strip() for t in texts), "a blank input reached the model"
+    positive = np.array([float("good" in t) for t in texts], np.float32)
+    probs = np.stack([1 - positive, positive], axis=1)
+    return {"label": tf.constant(["positive" if p else "negative" for p in positive]),
+            "probabilities": tf.constant(probs), "class_id": tf.constant(positive, tf.int32)}
+
+
+@pytest.fixture
+def fake_serving(monkeypatch):
+    monkeypatch.setattr(cli, "_serve", lambda task, args: (
+        sentiment.SentimentConfig(), fake_sentiment_serving, None))
+
+
+def test_blank_inputs_get_explicit_empty_results_in_place(fake_serving, tmp_path, capsys):
+    lines = ["good film", "", "dull", "   ", "good", "", "bad", "good again", "meh"]
+    (tmp_path / "in.txt").write_text("\n".join(lines) + "\n")
+    task = sentiment.SentimentTask()
+    assert cli.main(task, ["predict", "--json", "--input-file", str(tmp_path / "in.txt")]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+    assert [r["text"] for r in rows] == lines  # 9 in, 9 out, aligned
+    assert [r["label"] for r in rows] == ["positive", None, "negative", None, "positive", None,
+                                          "negative", "positive", "negative"]
+    assert [bool(r.get("empty")) for r in rows] == [not line.strip() for line in lines]
+    assert cli.main(task, ["predict", "good", ""]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out[0].split()[:2] == ["positive", "1.000"] and out[1] == "(empty input)"
+
+
+def test_only_blank_inputs_never_reach_the_model(fake_serving, capsys):
+    assert cli.main(sentiment.SentimentTask(), ["predict", "--json", ""]) == 0
+    row = json.loads(capsys.readouterr().out)
+    assert row == {"text": "", "label": None, "probability": None, "probabilities": None,
+                   "empty": True}
+
+
+def test_no_inputs_at_all_is_an_error(fake_serving, capsys):
+    code, err = run_main(sentiment.SentimentTask(), ["predict"], capsys)
+    assert code == 2 and "nothing to predict" in err
