@@ -96,23 +96,20 @@ def _first_checkpoint(task, run_dir: str):
 
 
 def _build(task, config, strategy, preprocessor, splits, peek: bool):
-    """Datasets, the compiled model under ``strategy`` and ``fit``'s step counts (multi-worker
-    only); writes nothing. ``peek`` pulls one batch through the pipeline, so a bad batch size or
-    sequence setting fails here."""
+    """Datasets and the compiled model under ``strategy``; writes nothing. ``peek`` pulls one
+    batch through the pipeline, so a bad batch size or sequence setting fails here."""
     train_ds = task.make_dataset(config, preprocessor, splits.train, training=True)
     val_ds = task.make_dataset(config, preprocessor, splits.validation, training=False)
-    steps = {}
     if distributed.is_multi_worker(strategy):
-        train_ds, steps["steps_per_epoch"] = distributed.shard_evenly(train_ds, strategy, "train")
-        val_ds, steps["validation_steps"] = distributed.shard_evenly(val_ds, strategy,
-                                                                     "validation")
+        train_ds = distributed.shard(train_ds, strategy)
+        val_ds = distributed.shard(val_ds, strategy)
     with strategy.scope():
         model = task.build_model(config, preprocessor)
         compile_model(task, config, model)
     if peek:
         for _ in train_ds.take(1):
             pass
-    return train_ds, val_ds, model, steps
+    return train_ds, val_ds, model
 
 
 def train(task, config, run_dir: str, *, overwrite: bool = False, verbose: int = 1,
@@ -174,15 +171,14 @@ def train(task, config, run_dir: str, *, overwrite: bool = False, verbose: int =
                 built = _build(task, config, strategy, preprocessor, splits, peek=False)
             elif built is None:
                 built = _build(task, config, strategy, preprocessor, splits, peek=False)
-            train_ds, val_ds, model, steps = built
+            train_ds, val_ds, model = built
             if verbose:
                 model.summary(print_fn=lambda line, **_: print(line))
             callbacks = _callbacks(task, config, preprocessor, splits, nan_stop, run_dir,
                                    out_dir, role.chief, strategy)
             # shuffle=False: the task's dataset already shuffles (seeded) before bucketing.
             model.fit(train_ds, validation_data=val_ds, epochs=config.epochs,
-                      callbacks=[*callbacks, *extra_callbacks], verbose=verbose, shuffle=False,
-                      **steps)
+                      callbacks=[*callbacks, *extra_callbacks], verbose=verbose, shuffle=False)
         except BaseException:
             if role.chief and not resuming and rd.state(run_dir) == "unstarted":
                 # Nothing to resume: leave no half run (and bring back a replaced one).
