@@ -158,6 +158,54 @@ class HistoryWriter(keras.callbacks.Callback):
         rd.write_json_atomic(self.history_path, self.entries)
 
 
+class RunBackup(keras.callbacks.BackupAndRestore):
+    """``BackupAndRestore`` for a run directory that survives ``kill -9`` and several workers.
+
+    Every process restores from ``backup_dir`` (the chief's, on a file system all workers
+    share), but only the chief writes it; a worker writes its backups to ``write_dir``, a
+    private directory (TF's multi-worker checkpointing pattern). A backup is written atomically:
+    the weights go to a new ``epoch-N.weights.h5``, then ``training_metadata.json`` is replaced
+    to name them, then the older weights are deleted, so a process killed at any point leaves
+    the previous backup intact. ``on_first_backup`` runs once, after the first backup is on disk.
+    """
+
+    def __init__(self, backup_dir: str, write_dir: str | None = None, on_first_backup=None):
+        super().__init__(backup_dir)
+        self.write_dir = write_dir or backup_dir
+        self.on_first_backup = on_first_backup
+
+    def _load_model(self):
+        try:
+            with open(self._training_metadata_path, encoding="utf-8") as f:
+                metadata = json.load(f)
+        except FileNotFoundError:
+            return
+        if not self.model.optimizer.built:
+            self.model.optimizer.build(self.model.trainable_variables)
+        self.model.load_weights(os.path.join(self.backup_dir, metadata["weights"]))
+        self.model._initial_epoch = metadata["epoch"]
+
+    def _save_model(self):
+        os.makedirs(self.write_dir, exist_ok=True)
+        name = f"epoch-{self._current_epoch}.weights.h5"
+        tmp = os.path.join(self.write_dir, f".tmp-{name}")
+        self.model.save_weights(tmp, overwrite=True)
+        os.replace(tmp, os.path.join(self.write_dir, name))
+        rd.write_json_atomic(os.path.join(self.write_dir, "training_metadata.json"),
+                             {"epoch": self._current_epoch, "batch": 0, "weights": name})
+        for old in os.listdir(self.write_dir):
+            if old.endswith(".weights.h5") and old != name:
+                os.remove(os.path.join(self.write_dir, old))
+        if self.on_first_backup is not None:
+            first, self.on_first_backup = self.on_first_backup, None
+            first()
+
+    def on_train_end(self, logs=None):
+        import shutil
+
+        shutil.rmtree(self.write_dir, ignore_errors=True)
+
+
 class InterruptAfter(keras.callbacks.Callback):
     """Test hook: raises KeyboardInterrupt after ``epochs`` epochs, to simulate a killed run."""
 

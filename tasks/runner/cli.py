@@ -17,8 +17,9 @@ import sys
 from tasks.runner import config as config_lib
 from tasks.runner import errors
 
-#: File a run directory may hold to be recognised as one (besides config.json).
-RUN_MARKER = ".recurrent-suite-run"
+#: File a run directory may hold to be recognised as one (besides config.json): the marker
+#: ``train`` writes (tasks.runner.run_dir.MARKER; train itself checks its content).
+RUN_MARKER = "run.json"
 
 
 def _positive_int(text: str) -> int:
@@ -77,6 +78,8 @@ def build_parser(task) -> argparse.ArgumentParser:
     p.add_argument("--output", default=os.path.join("tune", task.name), help="tuning directory")
     p.add_argument("--tuner", default="random", choices=["random", "hyperband", "bayesian"])
     p.add_argument("--max-trials", type=_positive_int, default=10)
+    p.add_argument("--overwrite", action="store_true",
+                   help="start over when TUNE_DIR holds a search with another base config")
 
     p = sub.add_parser("export", help="SavedModel for TF Serving")
     p.add_argument("--model", default=os.path.join("runs", task.name), help="run directory")
@@ -285,6 +288,8 @@ def run_command(task, args) -> int:
         check_output_dir(args.output, "--output", (rd.CONFIG, RUN_MARKER))
         metrics = training.train(task, config, args.output, overwrite=args.overwrite,
                                  verbose=0 if args.quiet else 1)
+        if not metrics:  # a multi-worker worker: the chief evaluates and writes the run
+            return 0
         print(f"validation metrics of the best checkpoint ({args.output}/model.keras):")
         task.print_metrics(metrics)
         _print_json_line(metrics)
@@ -295,9 +300,10 @@ def run_command(task, args) -> int:
     elif args.command == "tune":
         config = config_from_args(task, args)
         check_output_dir(args.output, "--output", (
-            "best.json", rd.ASSETS, os.path.join(task.name, "oracle.json"), RUN_MARKER))
+            "best.json", rd.ASSETS, os.path.join(task.name, "oracle.json"), RUN_MARKER,
+            tuning.TUNE_MARKER))
         tuning.tune(task, config, args.output, tuner_kind=args.tuner, max_trials=args.max_trials,
-                    verbose=0 if args.quiet else 1)
+                    verbose=0 if args.quiet else 1, overwrite=args.overwrite)
     elif args.command == "export":
         if os.path.exists(args.export_dir) and not os.path.isdir(args.export_dir):
             raise errors.ExportError(f"--export-dir {args.export_dir} is a file, not a "

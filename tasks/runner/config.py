@@ -97,6 +97,7 @@ class TaskConfig:
     max_examples: int = 0          # 0 = all; caps the training split (validation is capped at 1/4)
     mixed_precision: str = "auto"  # auto|off|float16|bfloat16
     strategy: str = "auto"         # auto|default|mirrored|multiworker
+    logical_devices: int = 0       # >1: split the CPU so `mirrored` has that many replicas
     # Shared model knobs (the search spaces draw on these).
     cell: str = "lstm"             # lstm|peephole_lstm|gru|simple_rnn
     units: int = 64
@@ -111,7 +112,8 @@ class TaskConfig:
         """Adds this config's rules to ``checks``; task configs extend it (call ``super``)."""
         checks.at_least(1, "epochs", "batch_size", "units", "num_layers", "embedding_dim",
                         "max_batch")
-        checks.at_least(0, "patience", "lr_patience", "max_examples", "clipnorm")
+        checks.at_least(0, "patience", "lr_patience", "max_examples", "clipnorm",
+                        "logical_devices")
         checks.require("seed", isinstance(self.seed, int) and 0 <= self.seed < 2 ** 32,
                        "must be an int in [0, 2**32)")
         checks.positive("learning_rate")

@@ -8,6 +8,8 @@ import os
 import keras
 import tensorflow as tf
 
+from tasks.runner.errors import ConfigError
+
 PRECISION_POLICIES = {
     "off": "float32",
     "float32": "float32",
@@ -40,14 +42,45 @@ def configure_precision(mode: str) -> str:
     return name
 
 
-def make_strategy(name: str) -> tf.distribute.Strategy:
+def split_cpu(devices: int) -> None:
+    """Splits the first CPU into ``devices`` logical devices, so ``--strategy mirrored`` has that
+    many replicas on a machine without GPUs (``--set logical_devices=N``). 0 or 1: no split.
+
+    Raises:
+        ConfigError: ``devices`` < 0, or TensorFlow has already initialised its devices.
+    """
+    if devices < 0:
+        raise ConfigError(f"logical_devices must be >= 0, got {devices}")
+    if devices <= 1:
+        return
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    current = tf.config.get_logical_device_configuration(cpu)
+    if current and len(current) == devices:
+        return
+    try:
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * devices)
+    except RuntimeError:
+        raise ConfigError(f"logical_devices={devices}: TensorFlow's devices are already "
+                         f"initialised in this process; set it before anything else runs "
+                         f"(the command line does)") from None
+
+
+def make_strategy(name: str, logical_devices: int = 0) -> tf.distribute.Strategy:
     """Returns the tf.distribute strategy named on the command line.
 
     ``auto``: MirroredStrategy over all GPUs when there are several, else the default strategy.
-    ``multiworker`` reads the cluster from ``TF_CONFIG`` (see README, "Distributed training").
+    ``mirrored``: all local GPUs, or the ``logical_devices`` CPUs (NCCL all-reduce on GPUs).
+    ``multiworker`` reads the cluster from ``TF_CONFIG`` (see README, "Distributed training");
+    its collectives use NCCL when GPUs are visible and gRPC ring all-reduce otherwise.
+    Create the strategy before any other TensorFlow work: it configures the runtime.
     """
     if name not in STRATEGIES:
         raise ValueError(f"unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}")
+    split_cpu(logical_devices)
+    from tasks.runner import distributed
+
+    distributed.patch_keras_trainer()
     if name == "auto":
         gpus = tf.config.list_logical_devices("GPU")
         return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
@@ -57,11 +90,15 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
         return tf.distribute.MirroredStrategy()
     tf_config = os.environ.get("TF_CONFIG")
     if not tf_config:
-        raise ValueError("--strategy multiworker needs the TF_CONFIG environment variable "
+        raise ConfigError("--strategy multiworker needs the TF_CONFIG environment variable "
                          "(a JSON cluster spec and this worker's task index); see README")
     try:
         json.loads(tf_config)
     except json.JSONDecodeError as err:
-        raise ValueError(f"TF_CONFIG is not valid JSON: {err}") from None
-    return tf.distribute.MultiWorkerMirroredStrategy()
-
+        raise ConfigError(f"TF_CONFIG is not valid JSON: {err}") from None
+    gpu = bool(tf.config.list_physical_devices("GPU"))
+    implementation = (tf.distribute.experimental.CommunicationImplementation.NCCL if gpu
+                      else tf.distribute.experimental.CommunicationImplementation.RING)
+    return tf.distribute.MultiWorkerMirroredStrategy(
+        communication_options=tf.distribute.experimental.CommunicationOptions(
+            implementation=implementation))

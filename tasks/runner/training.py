@@ -6,15 +6,22 @@ import dataclasses
 import json
 import os
 import shutil
+import tempfile
 import warnings
 
 import keras
+import tensorflow as tf
 
 from models.optimizers import Adam
 from tasks.runner import callbacks as cb
 from tasks.runner import config as config_lib
-from tasks.runner import environment, plots
+from tasks.runner import distributed, environment, plots
 from tasks.runner import run_dir as rd
+from tasks.runner.errors import RunDirError, TrainingError
+
+
+class ResumeMismatch(RunDirError, ValueError):
+    """An interrupted run in ``--output`` was trained with another config."""
 
 
 def compile_model(task, config, model) -> None:
@@ -28,93 +35,211 @@ def compile_model(task, config, model) -> None:
     model.compile(optimizer=optimizer, **task.compile_kwargs(config))
 
 
-def _check_resume(task, config, run_dir: str, overwrite: bool) -> bool:
-    """Returns True when ``run_dir`` holds an interrupted run of the same config to resume."""
-    if rd.is_unfinished(run_dir):
+def _check_resume(task, config, run_dir: str, overwrite: bool) -> tuple[bool, str]:
+    """Decides what ``train`` does with what ``run_dir`` holds; changes nothing on disk.
+
+    Returns:
+        ``(resuming, found)``: resume an interrupted run of the same config, or start anew over
+        ``found`` (a :func:`run_dir.state`).
+    """
+    found = rd.state(run_dir)
+    if found == "unfinished":
         saved = rd.load_config(task, run_dir)
         # epochs may grow on resume; everything else must match or the weights would not fit.
         diff = {k: (getattr(saved, k), getattr(config, k))
                 for k in (f.name for f in dataclasses.fields(config))
                 if k != "epochs" and getattr(saved, k) != getattr(config, k)}
         if diff:
-            raise ValueError(f"{run_dir} holds an interrupted run with a different config "
+            raise ResumeMismatch(f"{run_dir} holds an interrupted run with a different config "
                              f"(saved vs now: {diff}); resume with the same settings or choose "
                              f"another --output")
-        return True
-    if rd.is_finished(run_dir) or os.path.exists(rd.path(run_dir, rd.CONFIG)):
-        if not overwrite:
-            raise FileExistsError(f"{run_dir} already holds a run; choose another --output or "
-                                  f"pass --overwrite to replace it")
+        return True, found
+    if found == "foreign":
+        raise FileExistsError(f"{run_dir} is not empty and is not a run directory of this suite "
+                              f"(no {rd.MARKER}); refusing to write into it, even with "
+                              f"--overwrite; choose another --output")
+    if found == "finished" and not overwrite:
+        raise FileExistsError(f"{run_dir} already holds a run; choose another --output or "
+                              f"pass --overwrite to replace it")
+    return False, found
+
+
+def _start_run_dir(task, config, run_dir: str, found: str, preprocessor) -> None:
+    """Chief only, after the new config and data passed every check: the old run (if
+    ``--overwrite``) is renamed aside until the new run's first checkpoint, a run that stopped
+    before its first checkpoint is started over, and the marker, config and assets are written."""
+    if found == "finished":
+        aside = rd.move_aside(run_dir)
+        print(f"[{task.name}] the previous run is kept in {aside} until the first checkpoint")
+    elif found == "unstarted":
         shutil.rmtree(run_dir)
-    return False
+    # The directory appears with its marker in it (a rename), so a process that looks at the
+    # same --output meanwhile (another worker) never sees an unmarked directory.
+    parent = os.path.dirname(os.path.abspath(run_dir))
+    os.makedirs(parent, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=f".{os.path.basename(os.path.abspath(run_dir))}.new-",
+                               dir=parent)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(staging, 0o777 & ~umask)  # as os.makedirs would have made it
+    rd.write_marker(staging, task.name, "started")
+    os.replace(staging, run_dir)
+    preprocessor.save(rd.path(run_dir, rd.ASSETS))
+    rd.write_text_atomic(rd.path(run_dir, rd.CONFIG), config_lib.to_json(config))
+
+
+def _first_checkpoint(task, run_dir: str):
+    def done():
+        rd.write_marker(run_dir, task.name, "training")
+        rd.drop_aside(run_dir)
+    return done
+
+
+def _build(task, config, strategy, preprocessor, splits, peek: bool):
+    """Datasets and the compiled model under ``strategy``; writes nothing. ``peek`` pulls one
+    batch through the pipeline, so a bad batch size or sequence setting fails here."""
+    train_ds = task.make_dataset(config, preprocessor, splits.train, training=True)
+    val_ds = task.make_dataset(config, preprocessor, splits.validation, training=False)
+    if distributed.is_multi_worker(strategy):
+        train_ds = distributed.shard(train_ds, strategy)
+        val_ds = distributed.shard(val_ds, strategy)
+    with strategy.scope():
+        model = task.build_model(config, preprocessor)
+        compile_model(task, config, model)
+    if peek:
+        for _ in train_ds.take(1):
+            pass
+    return train_ds, val_ds, model
 
 
 def train(task, config, run_dir: str, *, overwrite: bool = False, verbose: int = 1,
           extra_callbacks=()) -> dict:
     """Trains ``task`` with ``config`` into ``run_dir`` and returns the validation metrics.
 
+    Under ``--strategy multiworker`` every process runs this with the same arguments; only the
+    chief writes ``run_dir`` (workers write to a private temporary directory, removed at the
+    end, and return ``{}``); ``overwrite`` is the chief's alone.
+
     Raises:
         cb.NanLossError: the loss became NaN/inf (the best checkpoint so far is kept).
+        FileExistsError: ``run_dir`` holds a finished run (without ``overwrite``) or files that
+            are not a run of this suite.
     """
     config.validate()  # every value, before the run directory or the data is touched
     # Datasets of unknown length make Keras warn at the end of every first epoch.
     warnings.filterwarnings("ignore", message="Your input ran out of data")
-    resuming = _check_resume(task, config, run_dir, overwrite)
+    # The strategy first: multi-worker collectives and logical CPUs configure the runtime.
+    strategy = environment.make_strategy(config.strategy, config.logical_devices)
+    role = distributed.role(strategy)
     environment.set_seeds(config.seed)
     policy = environment.configure_precision(config.mixed_precision)
-    strategy = environment.make_strategy(config.strategy)
+    if role.chief:
+        rd.restore_aside(run_dir)  # an earlier --overwrite that never reached a checkpoint
+        resuming, found = _check_resume(task, config, run_dir, overwrite)
+    else:
+        resuming, found = rd.is_unfinished(run_dir), "worker"
+        if resuming:
+            _check_resume(task, config, run_dir, False)
     print(f"[{task.name}] policy={policy} replicas={strategy.num_replicas_in_sync} "
-          f"run_dir={run_dir}{' (resuming)' if resuming else ''}")
-
+          f"role={role.name} run_dir={run_dir}"
+          f"{f' (resuming after epoch {rd.backup_epoch(run_dir)})' if resuming else ''}")
+    multi = distributed.is_multi_worker(strategy)
     splits = task.load_splits(config)
     _print_data_report(splits)
     assets = rd.path(run_dir, rd.ASSETS)
-    if resuming:
-        preprocessor = task.load_preprocessor(config, assets)
-    else:
-        preprocessor = task.fit_preprocessor(config, splits)
-        os.makedirs(run_dir, exist_ok=True)
-        preprocessor.save(assets)
-        rd.write_text_atomic(rd.path(run_dir, rd.CONFIG), config_lib.to_json(config))
-    train_ds = task.make_dataset(config, preprocessor, splits.train, training=True)
-    val_ds = task.make_dataset(config, preprocessor, splits.validation, training=False)
+    preprocessor = built = None
+    if role.chief:
+        preprocessor = (task.load_preprocessor(config, assets) if resuming
+                        else task.fit_preprocessor(config, splits))
+        if not resuming:
+            # Everything is checked before a previous run is touched (in multi-worker mode on a
+            # local model: the distributed one is built by all workers together, below).
+            built = _build(task, config, tf.distribute.get_strategy() if multi else strategy,
+                           preprocessor, splits, peek=True)
+    out_dir = run_dir if role.chief else tempfile.mkdtemp(prefix=f"{task.name}-{role.name}-")
+    try:
+        nan_stop = cb.StopOnNaN()
+        try:
+            if role.chief and not resuming:
+                _start_run_dir(task, config, run_dir, found, preprocessor)
+            if multi:
+                # Workers use the chief's vocabularies (a data source need not be reproducible
+                # across processes), written by now.
+                distributed.barrier(strategy)
+                if not role.chief:
+                    preprocessor = task.load_preprocessor(config, assets)
+                built = _build(task, config, strategy, preprocessor, splits, peek=False)
+            elif built is None:
+                built = _build(task, config, strategy, preprocessor, splits, peek=False)
+            train_ds, val_ds, model = built
+            if verbose:
+                model.summary(print_fn=lambda line, **_: print(line))
+            callbacks = _callbacks(task, config, preprocessor, splits, nan_stop, run_dir,
+                                   out_dir, role.chief, strategy)
+            # shuffle=False: the task's dataset already shuffles (seeded) before bucketing.
+            model.fit(train_ds, validation_data=val_ds, epochs=config.epochs,
+                      callbacks=[*callbacks, *extra_callbacks], verbose=verbose, shuffle=False)
+        except BaseException:
+            if role.chief and not resuming and rd.state(run_dir) == "unstarted":
+                # Nothing to resume: leave no half run (and bring back a replaced one).
+                shutil.rmtree(run_dir, ignore_errors=True)
+                rd.restore_aside(run_dir)
+            raise
+        if role.chief:
+            try:
+                return _finish(task, config, run_dir, nan_stop, preprocessor, splits)
+            finally:
+                distributed.barrier(strategy)
+        # Workers wait for the chief to finish writing (a worker that exits first makes the
+        # chief's runtime report it as crashed).
+        distributed.barrier(strategy)
+        if nan_stop.where:
+            epoch, batch, loss = nan_stop.where
+            raise cb.NanLossError(f"training stopped: loss became {loss} at epoch {epoch}, "
+                                  f"batch {batch}; see the chief's message")
+        print(f"[{task.name}] {role.name} done; the chief wrote {run_dir}")
+        return {}
+    finally:
+        if not role.chief:
+            shutil.rmtree(out_dir, ignore_errors=True)
 
-    with strategy.scope():
-        model = task.build_model(config, preprocessor)
-        compile_model(task, config, model)
-    if verbose:
-        model.summary(print_fn=lambda line, **_: print(line))
 
-    nan_stop = cb.StopOnNaN()
-    history_path = rd.path(run_dir, rd.HISTORY)
-    callbacks = [
-        *epoch_evaluation(task, config, preprocessor, splits.validation),  # first: adds to logs
+def _callbacks(task, config, preprocessor, splits, nan_stop, run_dir, out_dir, chief,
+               strategy) -> list:
+    history_path = rd.path(out_dir, rd.HISTORY)
+    return [
+        *epoch_evaluation(task, config, preprocessor, splits.validation, strategy),  # first
         nan_stop,
         cb.HistoryWriter(history_path),
-        cb.AtomicBestCheckpoint(rd.path(run_dir, rd.MODEL), _val(task.monitor),
+        cb.AtomicBestCheckpoint(rd.path(out_dir, rd.MODEL), _val(task.monitor),
                                 task.monitor_mode, history_path),
         keras.callbacks.EarlyStopping(monitor=_val(task.monitor), mode=task.monitor_mode,
                                       patience=config.patience),
         *_lr_schedule(task, config),
-        keras.callbacks.TensorBoard(rd.path(run_dir, rd.LOGS)),
+        keras.callbacks.TensorBoard(rd.path(out_dir, rd.LOGS)),
         # Last, so the backup is taken after history/checkpoint of the epoch are on disk.
-        keras.callbacks.BackupAndRestore(rd.path(run_dir, rd.BACKUP)),
-        *extra_callbacks,
+        cb.RunBackup(rd.path(run_dir, rd.BACKUP), rd.path(out_dir, rd.BACKUP),
+                     on_first_backup=_first_checkpoint(task, run_dir) if chief else None),
     ]
-    # shuffle=False: the task's dataset already shuffles (seeded) before bucketing.
-    model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, callbacks=callbacks,
-              verbose=verbose, shuffle=False)
+
+
+def _finish(task, config, run_dir, nan_stop, preprocessor, splits) -> dict:
+    """Chief, after ``fit``: marks the run finished, then plots and the best checkpoint's
+    validation metrics."""
     if nan_stop.where:
         epoch, batch, loss = nan_stop.where
         shutil.rmtree(rd.path(run_dir, rd.BACKUP), ignore_errors=True)
+        if os.path.exists(rd.path(run_dir, rd.MODEL)):
+            rd.write_marker(run_dir, task.name, "finished", stopped="non-finite loss")
         raise cb.NanLossError(
             f"training stopped: loss became {loss} at epoch {epoch}, batch {batch}. "
             f"Try a lower learning rate (--set learning_rate=...), a smaller clipnorm, or "
             f"--mixed-precision off. The best checkpoint before that is kept in {run_dir}.")
     if not os.path.exists(rd.path(run_dir, rd.MODEL)):
-        raise RuntimeError(f"no checkpoint was saved in {run_dir}: the validation monitor "
+        raise TrainingError(f"no checkpoint was saved in {run_dir}: the validation monitor "
                            f"{_val(task.monitor)} was never finite")
-
+    rd.write_marker(run_dir, task.name, "finished")
+    history_path = rd.path(run_dir, rd.HISTORY)
     with open(history_path, encoding="utf-8") as f:
         history = json.load(f)
     plots.training_curves(history, task.monitor, rd.path(run_dir, rd.PLOTS))
@@ -127,13 +252,18 @@ def train(task, config, run_dir: str, *, overwrite: bool = False, verbose: int =
     return metrics
 
 
-def epoch_evaluation(task, config, preprocessor, split) -> list:
+def epoch_evaluation(task, config, preprocessor, split, strategy=None) -> list:
     """The callbacks that must run first at each epoch end: with ``ema_momentum``, the swap of
     the averaged weights into the model (so validation, the task's epoch metrics and the
     checkpoint all see them; the raw weights come back at the next epoch's start), then the
-    task's own epoch metrics."""
+    task's own epoch metrics (in multi-worker mode, the chief's values on every worker)."""
     out = [cb.SwapEMAWeights()] if config.ema_momentum else []
     evaluate = task.epoch_metrics(config, preprocessor, split)
+    if evaluate is not None and distributed.is_multi_worker(strategy):
+        local = evaluate
+
+        def evaluate(model):
+            return distributed.from_chief(strategy, local(model))
     return out + ([] if evaluate is None else [cb.EpochEvaluation(evaluate)])
 
 
