@@ -16,10 +16,11 @@ import sys
 
 from tasks.runner import config as config_lib
 from tasks.runner import errors
+from tasks.runner import run_dir as rd
 
 #: File a run directory may hold to be recognised as one (besides config.json): the marker
-#: ``train`` writes (tasks.runner.run_dir.MARKER; train itself checks its content).
-RUN_MARKER = "run.json"
+#: ``train`` writes (train itself checks its content).
+RUN_MARKER = rd.MARKER
 
 
 def _positive_int(text: str) -> int:
@@ -188,7 +189,6 @@ def _serve(task, args):
     import tensorflow as tf
 
     from tasks.runner import export as export_lib
-    from tasks.runner import run_dir as rd
 
     if os.path.exists(os.path.join(args.model, rd.CONFIG)):
         config, preprocessor, model = rd.load_run(task, args.model)
@@ -249,7 +249,6 @@ def predict(task, args) -> list[dict]:
 
 def evaluate(task, args) -> dict:
     """``evaluate``: a split of the run's data, or all of ``--data FILE``."""
-    from tasks.runner import run_dir as rd
     from tasks.runner import training
 
     config, preprocessor, model = rd.load_run(task, args.model)
@@ -280,7 +279,6 @@ def evaluate(task, args) -> dict:
 
 def run_command(task, args) -> int:
     from tasks.runner import export as export_lib
-    from tasks.runner import run_dir as rd
     from tasks.runner import training, tuning
 
     if args.command == "train":
@@ -305,9 +303,6 @@ def run_command(task, args) -> int:
         tuning.tune(task, config, args.output, tuner_kind=args.tuner, max_trials=args.max_trials,
                     verbose=0 if args.quiet else 1, overwrite=args.overwrite)
     elif args.command == "export":
-        if os.path.exists(args.export_dir) and not os.path.isdir(args.export_dir):
-            raise errors.ExportError(f"--export-dir {args.export_dir} is a file, not a "
-                                     f"directory; choose a directory path")
         target = export_lib.export(task, args.model, args.export_dir, version=args.version,
                                    overwrite=args.overwrite)
         print(f"exported {args.model} -> {target} (validated in a fresh process: both "

@@ -251,10 +251,11 @@ def _publish(tmp: str, target: str) -> None:
 def export(task, run_dir: str, export_base: str | None = None, version: int | None = None,
            overwrite: bool = False) -> str:
     """Exports a finished run and returns the version directory."""
-    config, preprocessor, model = rd.load_run(task, run_dir)
+    # The target is checked before the run is loaded: a bad path fails at once.
     export_base = export_base or os.path.join("saved_models", task.name)
     if os.path.exists(export_base) and not os.path.isdir(export_base):
-        raise NotADirectoryError(f"--export-dir {export_base} is a file, not a folder")
+        raise NotADirectoryError(f"--export-dir {export_base} is a file, not a directory; "
+                                 f"choose a directory path")
     odd = sorted(set(GLOB_CHARS) & set(os.path.abspath(export_base)))
     if odd:  # TF's checkpoint reader globs the variables path: it could not load the export
         raise errors.ExportError(f"--export-dir {export_base} holds {' '.join(odd)}: "
@@ -262,6 +263,7 @@ def export(task, run_dir: str, export_base: str | None = None, version: int | No
                                  f"patterns; choose a path without {GLOB_CHARS}")
     if version is not None and int(version) <= 0:
         raise errors.ExportError(f"--version must be a positive integer, got {version}")
+    config, preprocessor, model = rd.load_run(task, run_dir)
     os.makedirs(export_base, exist_ok=True)
     os.chmod(export_base, 0o755)
 
