@@ -6,7 +6,7 @@
 Each head trains on ``conll2003/train.txt`` through the shared runner (best checkpoint chosen
 on ``valid.txt`` by the per-epoch seqeval entity F1, early stopping), and reports the seqeval
 strict entity F1 of that checkpoint on valid: with the default document context (a
-``-DOCSTART-`` document's repeated words pooled, ``models.document_context``) and sentence by
+``-DOCSTART-`` document's repeated words pooled, ``models.layers.document_context``) and sentence by
 sentence (``valid_sentence_f1_*``; ``--set document_context=0`` also selects on the latter).
 WNUT-17 (``wnut17/``: train, dev for selection, test annotated; no documents) trains the CRF
 head and reports test F1. No external embeddings unless ``--set embeddings=PATH``.

@@ -36,7 +36,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from models.stacked import StackedBidirectional  # noqa: E402
+from models.layers.stacked import StackedBidirectional  # noqa: E402
 
 
 def parse_args(argv=None):

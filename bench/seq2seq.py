@@ -12,7 +12,7 @@
    for its budget; sacrebleu BLEU and chrF of greedy and beam on the first ``--pairs-eval``
    held-out test pairs (grouped split: no test source sentence is in training).
 3. Decoding speed (on the dates model): sentences/s of beam search as one compiled graph
-   (``models.beam_search`` in a ``tf.function``) vs a Python loop around the same compiled step
+   (``models.decoding.beam_search`` in a ``tf.function``) vs a Python loop around the same compiled step
    function (NumPy top-k and bookkeeping, the usual notebook pattern), same batch, width and
    length, both without ``keep_greedy``; alternated ``--rounds`` times, best of each kept;
    ``beam_speedup`` = in-graph / Python. ``python_loop_agreement``: fraction of identical
@@ -43,7 +43,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from bench.budget import TimeBudget  # noqa: E402
-from models import beam_search as search  # noqa: E402
+from models.decoding import beam_search as search  # noqa: E402
 from models.seq2seq import decode  # noqa: E402
 from pipelines.vocab import END_ID, START_ID  # noqa: E402
 from tasks import seq2seq as s2s  # noqa: E402

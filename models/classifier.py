@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from models.stacked import StackedBidirectional
+from models.layers.stacked import StackedBidirectional
 
 POOLINGS = ("max", "mean", "last", "max_mean")
 

@@ -21,8 +21,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from models.sampling import DEFAULT_FORBIDDEN_IDS, sample_logits
-from models.stacked import StackedBidirectional
+from models.decoding.sampling import DEFAULT_FORBIDDEN_IDS, sample_logits
+from models.layers.stacked import StackedBidirectional
 
 CELLS = ("lstm", "peephole_lstm", "gru", "simple_rnn")
 # Layer names the step model looks up in a (possibly reloaded) training model.
@@ -209,7 +209,7 @@ def generate(step_model, prompt_ids, length, temperature=1.0, top_k=0, top_p=1.0
         prompt_ids: int [batch, time] right-padded with 0; every row needs >= 1 id (e.g. the
             start id for an empty prompt).
         length: int or scalar int tensor, the number of ids to sample per row.
-        temperature, top_k, top_p: see :func:`models.sampling.sample_logits`.
+        temperature, top_k, top_p: see :func:`models.decoding.sampling.sample_logits`.
         seed: None, int or ``keras.random.SeedGenerator`` (an int seed is turned into a
             generator here, so each step draws fresh noise reproducibly; inside a
             ``tf.function`` create the generator outside and pass it in).

@@ -16,7 +16,7 @@ Why quantised classes and not regression for step and duration:
   negative or zero-length note to clip after the fact: zero-duration bins are simply forbidden
   when sampling, so every generated note survives the MIDI round trip.
 * All three heads get the same treatment: sparse cross-entropy (NLL in nats), top-1 accuracy,
-  temperature / top-k / top-p sampling through :func:`models.sampling.sample_logits`.
+  temperature / top-k / top-p sampling through :func:`models.decoding.sampling.sample_logits`.
 
 The cost is quantisation error for performed (unquantised) MIDI timing; the seconds grid is
 log-spaced (ratio ~1.25 between bins) so the relative error stays within about +-12%.
@@ -45,7 +45,7 @@ from models.language_model import (
     state_inputs,
     zero_states,
 )
-from models.sampling import sample_logits
+from models.decoding.sampling import sample_logits
 
 NUM_PITCHES = 128
 #: Quarter-length grid: 32nd .. whole notes, dotted values and triplets; 0 = chord (same onset).
@@ -219,7 +219,7 @@ def generate_notes(step_model, prompt_notes, num_notes, time_bins, temperature=1
         prompt_notes: float [batch, prompt, 3] with prompt >= 1 (e.g. one seed note).
         num_notes: int or scalar int tensor.
         time_bins: the grid the model was trained with.
-        temperature, top_k, top_p: see :func:`models.sampling.sample_logits`.
+        temperature, top_k, top_p: see :func:`models.decoding.sampling.sample_logits`.
         seed: None, int or ``keras.random.SeedGenerator``.
 
     Returns:

@@ -19,7 +19,7 @@
 Token id 0 is padding in both vocabularies. :func:`build_inference_models` rebuilds, from a
 training model (fresh or loaded from ``.keras``), an encoder model and a one-step decoder that
 call the very same layer objects, so they share weights and match the training logits.
-:func:`decode` runs greedy or beam search (``models.beam_search``) with them.
+:func:`decode` runs greedy or beam search (``models.decoding.beam_search``) with them.
 """
 
 from __future__ import annotations
@@ -27,10 +27,10 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from models import beam_search as search
-from models.attention import get_attention
-from models.peephole_lstm import PeepholeLSTM
-from models.stacked import StackedBidirectional
+from models.decoding import beam_search as search
+from models.layers.attention import get_attention
+from models.layers.peephole_lstm import PeepholeLSTM
+from models.layers.stacked import StackedBidirectional
 
 CELLS = ("lstm", "peephole_lstm", "gru", "simple_rnn")
 ATTENTIONS = ("bahdanau", "luong", "luong_dot")
@@ -181,7 +181,7 @@ def build_inference_models(model: keras.Model):
           (each [batch, units]; per decoder layer: h (, c)).
         * ``step_decoder(previous_ids [batch] int, states, (encoder_outputs, source_mask))``
           -> ``(log_probs [batch, vocab] float32, new_states, attention [batch, src_time]
-          float32)``: the ``step_fn`` contract of ``models.beam_search``. A plain function
+          float32)``: the ``step_fn`` contract of ``models.decoding.beam_search``. A plain function
           over the shared layers rather than a functional model: it traces faster inside the
           decoding loop, and Keras names both decoder cells ``lstm_cell``, which a functional
           graph would reject.
@@ -236,10 +236,10 @@ def decode(encoder: keras.Model, step_decoder, source_ids, *, start_token: int,
             result reused by ``keep_greedy``).
         beam_width: hypotheses kept per example (``beam`` only).
         length_penalty: GNMT alpha; 0 ranks by the plain sum of log-probabilities.
-        keep_greedy: see :func:`models.beam_search.beam_search`.
+        keep_greedy: see :func:`models.decoding.beam_search.beam_search`.
 
     Returns:
-        The dict of :func:`models.beam_search.greedy_decode` / ``beam_search``: ``tokens``
+        The dict of :func:`models.decoding.beam_search.greedy_decode` / ``beam_search``: ``tokens``
         [batch, max_length], ``lengths``, ``scores``, ``normalized_scores`` [batch] and
         ``attention`` [batch, max_length, src_time]; for ``both``: ``{"greedy": ...,
         "beam": ...}``.

@@ -19,8 +19,8 @@ import keras
 import numpy as np
 from keras import ops
 
-from models.crf import CRF, CRFModel
-from models.stacked import StackedBidirectional
+from models.layers.crf import CRF, CRFModel
+from models.layers.stacked import StackedBidirectional
 
 # Casing classes of a token (Reimers & Gurevych 2017 style). Id 0 is padding. Decided in this
 # order: numeric (only digits and . , - / :), upper (every letter upper, >1 letter or 1 letter),
@@ -159,11 +159,11 @@ def build_tagger_model(num_words: int, num_chars: int, num_tags: int, *, word_di
         casing_dim: embedding size of the ``len(CASING_CLASSES)`` casing classes.
         cell, units, num_layers, recurrent_dropout: the word-level StackedBidirectional.
         dropout: after the input features, between the word-level RNN layers and after them.
-        crf: CRF head (:class:`models.crf.CRFModel`, compile without a loss) or softmax head
+        crf: CRF head (:class:`models.layers.crf.CRFModel`, compile without a loss) or softmax head
             (plain ``keras.Model``, sparse categorical cross-entropy).
         tag_names / scheme: K tag strings to forbid invalid IOB2/BIOES transitions (CRF only).
         pretrained_embeddings: optional [num_words, word_dim] matrix (e.g. from
-            :func:`models.embeddings.load_word_vectors`) copied into the word embedding.
+            :func:`models.layers.embeddings.load_word_vectors`) copied into the word embedding.
         train_embeddings: fine-tune the word embedding.
 
     Returns:

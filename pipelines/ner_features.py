@@ -75,7 +75,7 @@ def replace_singletons(word_ids, singleton, rate: float, seed: int):
 
 def document_keys(tokens):
     """string ``[...]`` -> (int64 ``[...]`` word identity, bool ``[...]`` capitalised) for
-    ``models.document_context.pool_repeated_tokens``: the key is a 62-bit hash of the
+    ``models.layers.document_context.pool_repeated_tokens``: the key is a 62-bit hash of the
     lowercased token (so "JAPAN" in a headline and "Japan" in the text are one word); the
     potentials of tokens that start with an upper-case letter are pooled."""
     tokens = tf.convert_to_tensor(tokens, tf.string)

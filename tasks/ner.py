@@ -29,7 +29,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from models.embeddings import format_coverage, load_word_vectors
+from models.layers.embeddings import format_coverage, load_word_vectors
 from models.tagger import build_tagger_model
 from pipelines import batching, sources
 from pipelines import tags as tagging

@@ -14,7 +14,7 @@ import warnings
 import numpy as np
 import tensorflow as tf
 
-from models.document_context import pool_repeated_tokens
+from models.layers.document_context import pool_repeated_tokens
 from models.tagger import decode_tags
 from pipelines import batching
 from pipelines import tags as tagging

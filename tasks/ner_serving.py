@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from models.document_context import pool_repeated_tokens
+from models.layers.document_context import pool_repeated_tokens
 from models.tagger import decode_tags
 from pipelines.ner_features import convert_tags_graph, document_keys
 from pipelines.vocab import tokenize

@@ -19,7 +19,7 @@ import types
 import typing
 from typing import Any, Iterable, Mapping
 
-from models.stacked import CELLS
+from models.layers.stacked import CELLS
 from tasks.runner.environment import PRECISION_POLICIES, STRATEGIES
 from tasks.runner.errors import ConfigError
 

@@ -1,10 +1,10 @@
-"""models.attention: masking of padded source positions, shapes, dtypes, config, errors."""
+"""models.layers.attention: masking of padded source positions, shapes, dtypes, config, errors."""
 
 import keras
 import numpy as np
 import pytest
 
-from models.attention import BahdanauAttention, LuongAttention, get_attention
+from models.layers.attention import BahdanauAttention, LuongAttention, get_attention
 from tests.testing import assert_allclose, run_layer_test, to_numpy
 
 LAYERS = [

@@ -1,4 +1,4 @@
-"""models.beam_search on a tiny attention "decoder" written in keras.ops (fast, exact)."""
+"""models.decoding.beam_search on a tiny attention "decoder" written in keras.ops (fast, exact)."""
 
 import itertools
 
@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 from keras import ops
 
-from models import beam_search as bs
+from models.decoding import beam_search as bs
 
 START, END = 1, 2
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from models.cells import PeepholeLSTMCell
+from models.layers.cells import PeepholeLSTMCell
 from tests.testing import assert_allclose
 
 

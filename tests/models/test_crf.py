@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from models.crf import (
+from models.layers.crf import (
     CRF,
     CRFModel,
     allowed_transitions,

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from models.document_context import pool_repeated_tokens
+from models.layers.document_context import pool_repeated_tokens
 from tests.testing import assert_allclose
 
 

@@ -1,7 +1,7 @@
 """PeepholeLSTM through run_layer_test: config, eager/symbolic, .keras round trip, a fit
 step (fused training path) and mixed precision (float16 / bfloat16)."""
 
-from models.peephole_lstm import PeepholeLSTM
+from models.layers.peephole_lstm import PeepholeLSTM
 from tests.testing import run_layer_test
 
 

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from models.cells import PeepholeLSTMCell
-from models.peephole_lstm import PeepholeLSTM
+from models.layers.cells import PeepholeLSTMCell
+from models.layers.peephole_lstm import PeepholeLSTM
 from tests.models.test_cells import np_peephole_sequence, random_weights
 from tests.testing import assert_all_equal, assert_allclose, savedmodel_roundtrip
 

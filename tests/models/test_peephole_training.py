@@ -3,7 +3,7 @@
 import keras
 import numpy as np
 
-from models.peephole_lstm import PeepholeLSTM
+from models.layers.peephole_lstm import PeepholeLSTM
 
 
 def _xs(shape, seed=0):

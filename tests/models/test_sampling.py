@@ -1,11 +1,11 @@
-"""Properties of models.sampling: temperature, top-k, top-p, seeds, forbidden ids."""
+"""Properties of models.decoding.sampling: temperature, top-k, top-p, seeds, forbidden ids."""
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from models.sampling import NEG_LOGIT, filter_logits, sample_logits
+from models.decoding.sampling import NEG_LOGIT, filter_logits, sample_logits
 
 
 def _logits(batch=4, vocab=12, seed=0, scale=2.0):

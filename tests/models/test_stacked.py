@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from models.stacked import StackedBidirectional
+from models.layers.stacked import StackedBidirectional
 from tests.testing import assert_all_equal, run_layer_test, savedmodel_roundtrip
 
 

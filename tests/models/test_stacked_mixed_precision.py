@@ -5,7 +5,7 @@ import keras
 import numpy as np
 import pytest
 
-from models.stacked import StackedBidirectional
+from models.layers.stacked import StackedBidirectional
 from tests.testing import run_layer_test
 
 

@@ -7,8 +7,8 @@ import keras
 import numpy as np
 import pytest
 
-from models.crf import CRF, CRFModel
-from models.embeddings import format_coverage, load_word_vectors
+from models.layers.crf import CRF, CRFModel
+from models.layers.embeddings import format_coverage, load_word_vectors
 from models.tagger import CASING_CLASSES, CharEncoder, build_tagger_model, decode_tags
 from tests.testing import assert_allclose, mixed_precision_policy, run_layer_test
 
@@ -24,7 +24,7 @@ def test_char_encoder_layer_contract(encoder, units, dim):
         input_data=CHAR_IDS,
         expected_output_shape=(2, 3, dim),
         expected_output_dtype="float32",
-        # The RNN's own training / mixed-precision battery belongs to models/stacked.py's
+        # The RNN's own training / mixed-precision battery belongs to models/layers/stacked.py's
         # tests; here the LSTM path only checks config, shapes and saving (CPU time is scarce).
         run_training_check=encoder == "cnn",
         run_mixed_precision_check=encoder == "cnn",

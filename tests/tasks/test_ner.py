@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from models.crf import CRFModel
+from models.layers.crf import CRFModel
 from pipelines.ner_features import replace_singletons
 from tasks import ner
 from tasks.runner import cli, training

@@ -2,7 +2,7 @@
 
 Standard cells map to ``keras.layers.LSTM`` / ``GRU`` / ``SimpleRNN`` with their default
 activations and no forced unroll, so TensorFlow takes the cuDNN kernel on GPU;
-``"peephole_lstm"`` maps to :class:`models.peephole_lstm.PeepholeLSTM`.
+``"peephole_lstm"`` maps to :class:`models.layers.peephole_lstm.PeepholeLSTM`.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from models.cells import PACKAGE, check_rate, check_units
-from models.peephole_lstm import PeepholeLSTM
+from models.layers.cells import PACKAGE, check_rate, check_units
+from models.layers.peephole_lstm import PeepholeLSTM
 
 CELLS = ("lstm", "peephole_lstm", "gru", "simple_rnn")
 MERGE_MODES = ("concat", "sum", "ave", "mul")

@@ -1,9 +1,9 @@
 """Peephole LSTM cell (Gers & Schmidhuber 2000), in keras + keras.ops only.
 
 The cell is the one-timestep building block (usable in ``keras.layers.RNN``); the fast
-sequence layer is :class:`models.peephole_lstm.PeepholeLSTM` and the stacked
-(bi)directional layer is :class:`models.stacked.StackedBidirectional`. Both are re-exported
-from here for convenience (``from models.cells import PeepholeLSTM, StackedBidirectional``).
+sequence layer is :class:`models.layers.peephole_lstm.PeepholeLSTM` and the stacked
+(bi)directional layer is :class:`models.layers.stacked.StackedBidirectional`. Both import this
+module, so it imports neither (no import circle).
 
 Weight layout (so checkpoints map 1:1 from ``keras.layers.LSTMCell`` and other libraries):
 
@@ -20,7 +20,7 @@ from keras import ops
 
 PACKAGE = "recurrent_suite"
 
-__all__ = ["PeepholeLSTMCell"]  # PeepholeLSTM, StackedBidirectional: lazy, see __getattr__
+__all__ = ["PeepholeLSTMCell"]
 
 
 def check_units(units, name: str = "units") -> int:
@@ -290,14 +290,3 @@ CELL_ARGS = (
     "dropout", "recurrent_dropout", "cell_clip", "seed",
 )
 
-
-def __getattr__(name):
-    # Lazy re-exports: models.peephole_lstm and models.stacked import this module, so an
-    # eager import here would be circular.
-    if name == "PeepholeLSTM":
-        from models.peephole_lstm import PeepholeLSTM
-        return PeepholeLSTM
-    if name == "StackedBidirectional":
-        from models.stacked import StackedBidirectional
-        return StackedBidirectional
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,4 +1,4 @@
-"""PeepholeLSTM: the sequence layer for :class:`models.cells.PeepholeLSTMCell`.
+"""PeepholeLSTM: the sequence layer for :class:`models.layers.cells.PeepholeLSTMCell`.
 
 Same API as ``keras.layers.LSTM`` (return_sequences, return_state, go_backwards, stateful,
 unroll, masking, initial_state). The time loop picks one of three paths, all numerically
@@ -7,7 +7,7 @@ equivalent (tests compare values and gradients):
 * **fused** (training, TensorFlow backend, default tanh/sigmoid activations, no unroll): the
   input projection ``x @ kernel + bias`` is one GEMM over all timesteps; the recurrence runs
   in ``keras.ops.scan`` with a hand-written backward pass whose weight gradients are single
-  GEMMs over all timesteps (:mod:`models.peephole_kernels`);
+  GEMMs over all timesteps (:mod:`models.layers.peephole_kernels`);
 * **chunked** (otherwise, no unroll): Keras' own RNN loop (a bounded while loop, XLA-friendly)
   over chunks of ``time_chunk`` steps, each chunk projected by one GEMM and its steps
   unrolled, so the loop does 10x fewer iterations;
@@ -23,8 +23,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from models.cells import CELL_ARGS, PACKAGE, PeepholeLSTMCell
-from models.peephole_kernels import fused_peephole_sequence
+from models.layers.cells import CELL_ARGS, PACKAGE, PeepholeLSTMCell
+from models.layers.peephole_kernels import fused_peephole_sequence
 
 
 class _ProjectedStep:
@@ -86,7 +86,7 @@ class PeepholeLSTM(keras.layers.RNN):
         units: positive int, size of the hidden and cell state.
         activation, recurrent_activation, use_peepholes, use_bias, unit_forget_bias,
         *_initializer, *_regularizer, *_constraint, dropout, recurrent_dropout, cell_clip,
-        seed: forwarded to :class:`~models.cells.PeepholeLSTMCell` (see there).
+        seed: forwarded to :class:`~models.layers.cells.PeepholeLSTMCell` (see there).
         activity_regularizer: regulariser on the layer output.
         return_sequences: return the whole output sequence, not only the last output.
         return_state: also return the final ``h`` and ``c``.
@@ -110,7 +110,7 @@ class PeepholeLSTM(keras.layers.RNN):
         dtype of the layer's policy (variables stay float32).
 
     Weights live on ``layer.cell`` (``kernel``, ``recurrent_kernel``, ``bias``,
-    ``peephole_kernel``) in the layout documented in :mod:`models.cells`.
+    ``peephole_kernel``) in the layout documented in :mod:`models.layers.cells`.
 
     Tuning attributes (not serialized, like ``keras.layers.LSTM``'s ``use_cudnn``):
     ``use_fused_kernel`` (``"auto"`` or False), ``time_chunk`` (steps per iteration of the
