@@ -12,9 +12,10 @@
    for its budget; sacrebleu BLEU and chrF of greedy and beam on the first ``--pairs-eval``
    held-out test pairs (grouped split: no test source sentence is in training).
 3. Decoding speed (on the dates model): sentences/s of beam search as one compiled graph
-   (``models.decoding.beam_search`` in a ``tf.function``) vs a Python loop around the same compiled step
-   function (NumPy top-k and bookkeeping, the usual notebook pattern), same batch, width and
-   length, both without ``keep_greedy``; alternated ``--rounds`` times, best of each kept;
+   (``models.decoding.beam_search`` in a ``tf.function``) vs a Python loop around the same
+   compiled step function (NumPy top-k and bookkeeping, the usual notebook pattern), same
+   batch, width and length, both without ``keep_greedy``; alternated ``--rounds`` times, best of
+   each kept;
    ``beam_speedup`` = in-graph / Python. ``python_loop_agreement``: fraction of identical
    outputs (ties aside, the two implement the same search).
 

@@ -36,6 +36,7 @@ import math
 import keras
 from keras import ops
 
+from models.decoding.sampling import sample_logits
 from models.language_model import (
     SqueezeTime,
     _check_positive_int,
@@ -45,7 +46,6 @@ from models.language_model import (
     state_inputs,
     zero_states,
 )
-from models.decoding.sampling import sample_logits
 
 NUM_PITCHES = 128
 #: Quarter-length grid: 32nd .. whole notes, dotted values and triplets; 0 = chord (same onset).
