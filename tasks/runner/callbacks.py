@@ -9,6 +9,7 @@ import tempfile
 
 import keras
 
+from models import keras_private
 from tasks.runner import run_dir as rd
 from tasks.runner.errors import TrainingError
 
@@ -134,7 +135,7 @@ class SwapEMAWeights(keras.callbacks.SwapEMAWeights):
         if self._first_epoch:
             self._first_epoch = False
             if int(keras.ops.convert_to_numpy(self.model.optimizer.iterations)) > 0:
-                self._ema_weights_in_model = True
+                keras_private.set_ema_weights_in_model(self, True)
         super().on_epoch_begin(epoch, logs)
 
 
@@ -158,7 +159,7 @@ class HistoryWriter(keras.callbacks.Callback):
         rd.write_json_atomic(self.history_path, self.entries)
 
 
-class RunBackup(keras.callbacks.BackupAndRestore):
+class RunBackup(keras_private.BackupHooks):
     """``BackupAndRestore`` for a run directory that survives ``kill -9`` and several workers.
 
     Every process restores from ``backup_dir`` (the chief's, on a file system all workers
@@ -174,25 +175,25 @@ class RunBackup(keras.callbacks.BackupAndRestore):
         self.write_dir = write_dir or backup_dir
         self.on_first_backup = on_first_backup
 
-    def _load_model(self):
+    def restore_backup(self, metadata_path):
         try:
-            with open(self._training_metadata_path, encoding="utf-8") as f:
+            with open(metadata_path, encoding="utf-8") as f:
                 metadata = json.load(f)
         except FileNotFoundError:
             return
         if not self.model.optimizer.built:
             self.model.optimizer.build(self.model.trainable_variables)
         self.model.load_weights(os.path.join(self.backup_dir, metadata["weights"]))
-        self.model._initial_epoch = metadata["epoch"]
+        keras_private.set_initial_epoch(self.model, metadata["epoch"])
 
-    def _save_model(self):
+    def write_backup(self, epoch):
         os.makedirs(self.write_dir, exist_ok=True)
-        name = f"epoch-{self._current_epoch}.weights.h5"
+        name = f"epoch-{epoch}.weights.h5"
         tmp = os.path.join(self.write_dir, f".tmp-{name}")
         self.model.save_weights(tmp, overwrite=True)
         os.replace(tmp, os.path.join(self.write_dir, name))
         rd.write_json_atomic(os.path.join(self.write_dir, "training_metadata.json"),
-                             {"epoch": self._current_epoch, "batch": 0, "weights": name})
+                             {"epoch": epoch, "batch": 0, "weights": name})
         for old in os.listdir(self.write_dir):
             if old.endswith(".weights.h5") and old != name:
                 os.remove(os.path.join(self.write_dir, old))
@@ -205,14 +206,3 @@ class RunBackup(keras.callbacks.BackupAndRestore):
 
         shutil.rmtree(self.write_dir, ignore_errors=True)
 
-
-class InterruptAfter(keras.callbacks.Callback):
-    """Test hook: raises KeyboardInterrupt after ``epochs`` epochs, to simulate a killed run."""
-
-    def __init__(self, epochs: int):
-        super().__init__()
-        self.epochs = epochs
-
-    def on_epoch_end(self, epoch, logs=None):
-        if epoch + 1 >= self.epochs:
-            raise KeyboardInterrupt(f"simulated interruption after epoch {epoch + 1}")
