@@ -10,10 +10,10 @@ import keras
 import pytest
 
 from tasks import sentiment
-from tasks.runner import callbacks as cb
 from tasks.runner import cli, training
 from tasks.runner import config as config_lib
 from tasks.runner import run_dir as rd
+from tests.tasks import interrupt as cb
 
 CSV = os.path.join(os.path.dirname(__file__), "..", "fixtures", "sentiment", "tiny_reviews.csv")
 TINY = {"max_tokens": 200, "max_length": 20, "embedding_dim": 8, "units": 8, "batch_size": 8,

@@ -23,6 +23,7 @@ from tasks.runner import config as config_lib
 from tasks.runner import export as export_lib
 from tasks.runner import run_dir as rd
 from tests.tasks.export_checks import assert_loaders_agree
+from tests.tasks.interrupt import InterruptAfter
 
 TINY = {"max_tokens": 200, "max_length": 20, "embedding_dim": 8, "units": 8, "batch_size": 8,
         "epochs": 2, "patience": 5, "dropout": 0.0}
@@ -147,7 +148,7 @@ def test_resume_after_interruption(task, csv_path, tmp_path):
     run_dir = str(tmp_path / "run")
     config = tiny_config(csv_path, epochs=3)
     with pytest.raises(KeyboardInterrupt):
-        training.train(task, config, run_dir, verbose=0, extra_callbacks=[cb.InterruptAfter(1)])
+        training.train(task, config, run_dir, verbose=0, extra_callbacks=[InterruptAfter(1)])
     assert rd.is_unfinished(run_dir)
     with pytest.raises(ValueError, match="different config"):
         training.train(task, tiny_config(csv_path, epochs=3, units=16), run_dir, verbose=0)
@@ -171,7 +172,7 @@ def test_resume_with_ema_trains_on_from_the_raw_weights(task, csv_path, tmp_path
     config = tiny_config(csv_path, epochs=2, learning_rate=0.05, ema_momentum=0.9)
     with pytest.raises(KeyboardInterrupt):
         training.train(task, config, run_dir, verbose=0,
-                       extra_callbacks=[before, cb.InterruptAfter(1)])
+                       extra_callbacks=[before, InterruptAfter(1)])
     training.train(task, config, run_dir, verbose=0, extra_callbacks=[after])
     assert not np.array_equal(before.raw[0], before.validated[0][0])  # the average differs
     # The backup held the average in the model; the resumed run swaps the raw weights back
