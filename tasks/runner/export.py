@@ -301,7 +301,8 @@ def load_serving_function(path: str, signature: str = "serving_default"):
     """The serving function of an export (``saved_models/<task>`` or a version directory)."""
     loaded = tf.saved_model.load(latest_version_dir(path))
     if signature not in loaded.signatures:
-        raise KeyError(f"signature {signature!r} not in export; has {list(loaded.signatures)}")
+        raise errors.ExportError(f"the export at {path} has no signature {signature!r}; it has "
+                                 f"{list(loaded.signatures)}")
     fn = loaded.signatures[signature]
     fn._loaded_root = loaded  # keep the restored resources alive with the function
     return fn

@@ -56,6 +56,37 @@ def test_debug_variable_raises_input_errors(tmp_path, monkeypatch):
         cli.main(RaisingTask(errors.DataError("x")), ["train", "--output", str(tmp_path / "r")])
 
 
+
+def test_a_bug_in_task_code_after_loading_keeps_its_traceback(monkeypatch, capsys):
+    # A KeyError from task code (here predict's post-processing) is a bug, not bad input: it
+    # is raised with the report note, never turned into a one-line "error:".
+    monkeypatch.delenv("RECURRENT_SUITE_DEBUG", raising=False)
+    monkeypatch.setattr(cli, "_serve", lambda task, args: (
+        sentiment.SentimentConfig(), lambda **inputs: {}, None))
+    with pytest.raises(KeyError) as info:
+        cli.main(sentiment.SentimentTask(), ["predict", "good film"])
+    assert errors.REPORT_NOTE in info.value.__notes__
+    assert "error:" not in capsys.readouterr().err
+
+
+def test_an_export_without_the_signature_is_one_line(tmp_path, capsys, monkeypatch):
+    # Looking a signature up in an export raised a KeyError (so a traceback asking for a bug
+    # report) when the user gave the wrong export; it is the project's ExportError.
+    from tasks import char_generation
+    from tasks.runner import export as export_lib
+
+    monkeypatch.delenv("RECURRENT_SUITE_DEBUG", raising=False)
+    module = tf.Module()
+    module.serve = tf.function(lambda x: {"y": x + 1.0},
+                               input_signature=[tf.TensorSpec([None], tf.float32)])
+    tf.saved_model.save(module, str(tmp_path / "1"), signatures={"serving_default": module.serve})
+    with pytest.raises(errors.ExportError, match=r"no signature 'generate'.*'serving_default'"):
+        export_lib.load_serving_function(str(tmp_path), "generate")
+    code, err = run_main(char_generation.CharGenerationTask(),
+                         ["generate", "--model", str(tmp_path), "hello"], capsys)
+    assert code == 2 and len(err.splitlines()) == 1
+    assert err.startswith("error: the export at") and "no signature 'generate'" in err
+
 # ---- item 5: config errors before any data loads -----------------------------------------
 @pytest.mark.parametrize("argv, message", [
     (["--epochs", "0"], "epochs=0 (must be >= 1) from --epochs"),
