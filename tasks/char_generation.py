@@ -31,6 +31,7 @@ from pipelines import batching, sources
 from pipelines.vocab import END_ID, OOV_ID, PAD_ID, START_ID, CharVocabulary
 from tasks import char_generation_data  # noqa: F401 (registers the task's data sources)
 from tasks.char_generation_serving import CharGenerationServing
+from tasks.runner import registry
 from tasks.runner.cli import main
 from tasks.runner.config import TaskConfig
 from tasks.runner.errors import InputError
@@ -120,11 +121,14 @@ def nats_metrics(total_nll: float, count: int) -> dict:
 
 
 # ---- the task -------------------------------------------------------------------------------
+@registry.register
 class CharGenerationTask(Task):
     """Character-level language model and generator."""
 
     name = "char_generation"
+    order = 30  # position in task listings and `make demo`
     config_class = CharGenerationConfig
+    preprocessor_class = CharPreprocessor
     demo_overrides = {"epochs": 3, "units": 64, "num_layers": 1, "embedding_dim": 16}
     demo_inputs = {"prompt": ["Ma", "Jo", ""], "length": 20, "temperature": 0.8}
 
@@ -144,9 +148,6 @@ class CharGenerationTask(Task):
         seen = [t.decode("utf-8") for t in splits.train.map(lambda e: e["text"])
                 .as_numpy_iterator()] if mode == "lines" else []
         return CharPreprocessor(vocab, mode, seen)
-
-    def load_preprocessor(self, config, assets_dir):
-        return CharPreprocessor.load(assets_dir, config)
 
     def make_dataset(self, config, preprocessor, split, training):
         vocab, width = preprocessor.vocab, config.sequence_length + 1

@@ -38,6 +38,7 @@ from pipelines import batching, sources
 from pipelines.readers.music import UNITS, VOICES, read_midi, write_midi
 from tasks import music_generation_data  # noqa: F401 (registers the task's data sources)
 from tasks.music_generation_serving import MusicGenerationServing
+from tasks.runner import registry
 from tasks.runner.cli import main
 from tasks.runner.config import TaskConfig
 from tasks.runner.errors import DataError, InputError
@@ -133,11 +134,14 @@ def pitch_counts(pieces) -> tuple[np.ndarray, np.ndarray]:
 
 
 # ---- the task -------------------------------------------------------------------------------
+@registry.register
 class MusicGenerationTask(Task):
     """Note language model and MIDI generator."""
 
     name = "music_generation"
+    order = 40  # position in task listings and `make demo`
     config_class = MusicGenerationConfig
+    preprocessor_class = MusicPreprocessor
     demo_overrides = {"epochs": 4, "units": 64, "num_layers": 1, "max_examples": 120}
     demo_inputs = {"prompt_notes": np.array([[67, 0, 1], [69, 1, 1], [71, 1, 2]], np.float32),
                    "num_notes": 32, "temperature": 0.9}
@@ -160,9 +164,6 @@ class MusicGenerationTask(Task):
         unit = splits.info.get("unit", source_unit(config))
         return MusicPreprocessor(unit, time_bins_for(unit),
                                  [first, 0.0, float(np.median(durations))], bigram, unigram)
-
-    def load_preprocessor(self, config, assets_dir):
-        return MusicPreprocessor.load(assets_dir, config)
 
     def make_dataset(self, config, preprocessor, split, training):
         bins = preprocessor.time_bins

@@ -38,6 +38,7 @@ from pipelines.vocab import OOV_ID, CharVocabulary, LabelLookup, TokenVocabulary
 from tasks import ner_data  # noqa: F401 (registers the task's data sources)
 from tasks.ner_eval import SplitTagger, entity_metrics  # noqa: F401 (entity_metrics: API)
 from tasks.ner_serving import NerServing
+from tasks.runner import registry
 from tasks.runner.cli import main
 from tasks.runner.config import ConfigError, TaskConfig
 from tasks.runner.task import Preprocessor, Task
@@ -200,11 +201,14 @@ def highlight(sentence: str, spans: list[dict]) -> str:
 
 
 # ---- the task -------------------------------------------------------------------------------
+@registry.register
 class NerTask(Task):
     """NER with word + char + casing features, a stacked BiRNN and a CRF (or softmax)."""
 
     name = "ner"
+    order = 20  # position in task listings and `make demo`
     config_class = NerConfig
+    preprocessor_class = NerPreprocessor
     monitor = "entity_f1"          # from epoch_metrics
     monitor_mode = "max"
     demo_overrides = {"max_examples": 400, "epochs": 3, "embedding_dim": 32, "units": 32,
@@ -228,9 +232,6 @@ class NerTask(Task):
         return NerPreprocessor(words, chars, LabelLookup(info["tag_names"]),
                                info.get("target_scheme", config.scheme), info["scheme"],
                                config.max_word_length)
-
-    def load_preprocessor(self, config, assets_dir):
-        return NerPreprocessor.load(assets_dir, config)
 
     def make_dataset(self, config, preprocessor, split, training):
         def encode(e):

@@ -21,6 +21,7 @@ from models.classifier import POOLINGS, build_sequence_classifier
 from pipelines import batching, sources
 from pipelines.vocab import WordVectorizer
 from tasks import sentiment_data  # noqa: F401 (registers the task's data sources)
+from tasks.runner import registry
 from tasks.runner.cli import main
 from tasks.runner.config import TaskConfig
 from tasks.runner.task import Preprocessor, Task
@@ -113,11 +114,14 @@ def _class_probabilities(outputs):
 
 
 # ---- the task -------------------------------------------------------------------------------
+@registry.register
 class SentimentTask(Task):
     """Sentiment classification with a stacked bidirectional RNN."""
 
     name = "sentiment"
+    order = 10  # position in task listings and `make demo`
     config_class = SentimentConfig
+    preprocessor_class = SentimentPreprocessor
     monitor = "accuracy"
     monitor_mode = "max"
     demo_overrides = {"max_examples": 4000, "epochs": 2, "max_tokens": 8000, "max_length": 150,
@@ -133,9 +137,6 @@ class SentimentTask(Task):
         vectorizer = WordVectorizer(max_tokens=config.max_tokens)
         vectorizer.adapt(splits.train.map(lambda e: e["text"]))
         return SentimentPreprocessor(vectorizer, splits.info["class_names"])
-
-    def load_preprocessor(self, config, assets_dir):
-        return SentimentPreprocessor.load(assets_dir, config)
 
     def make_dataset(self, config, preprocessor, split, training):
         def encode(texts, labels):

@@ -24,6 +24,7 @@ from models.seq2seq import ATTENTIONS, build_seq2seq_model
 from pipelines import batching, sources
 from pipelines.vocab import END_ID, START_ID, CharVocabulary, WordVectorizer
 from tasks import seq2seq_data  # noqa: F401 (registers the task's data sources)
+from tasks.runner import registry
 from tasks.runner.cli import main
 from tasks.runner.config import TaskConfig
 from tasks.runner.task import Preprocessor, Task
@@ -143,11 +144,14 @@ class Seq2SeqPreprocessor(Preprocessor):
 
 
 # ---- the task -------------------------------------------------------------------------------
+@registry.register
 class Seq2SeqTask(Task):
     """Attention encoder-decoder with greedy and beam decoding inside the serving graph."""
 
     name = "seq2seq"
+    order = 50  # position in task listings and `make demo`
     config_class = Seq2SeqConfig
+    preprocessor_class = Seq2SeqPreprocessor
     monitor = "accuracy"            # teacher-forced next-token accuracy (padding masked)
     monitor_mode = "max"
     demo_overrides = {"max_examples": 2000, "epochs": 2, "units": 64, "embedding_dim": 32,
@@ -168,9 +172,6 @@ class Seq2SeqTask(Task):
 
     def fit_preprocessor(self, config, splits):
         return Seq2SeqPreprocessor.fit(config, splits.train)
-
-    def load_preprocessor(self, config, assets_dir):
-        return Seq2SeqPreprocessor.load(assets_dir, config)
 
     def make_dataset(self, config, preprocessor, split, training):
         def encode(source, target):

@@ -34,7 +34,10 @@ def _positive_int(text: str) -> int:
 
 
 def build_parser(task) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=f"python -m tasks.{task.name}",
+    # A built-in task runs as its module; a plug-in through `python -m tasks NAME`.
+    builtin = type(task).__module__ in (f"tasks.{task.name}", "__main__")
+    parser = argparse.ArgumentParser(prog=f"python -m tasks.{task.name}" if builtin
+                                     else f"python -m tasks {task.name}",
                                      description=(task.__doc__ or "").strip().splitlines()[0]
                                      if task.__doc__ else None)
     sub = parser.add_subparsers(dest="command", required=True)

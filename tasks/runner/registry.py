@@ -54,11 +54,18 @@ def register(task_class: type) -> type:
     if not name or task_class.config_class is None:
         raise TypeError(f"{task_class.__qualname__} needs a name and a config_class")
     old = _TASKS.get(name)
-    if old is not None and old is not task_class and (
-            old.__module__, old.__qualname__) != (task_class.__module__, task_class.__qualname__):
-        raise ValueError(f"task name {name!r} of {task_class.__module__}."
-                         f"{task_class.__qualname__} is taken by {old.__module__}."
-                         f"{old.__qualname__}")
+    if old is not None and old is not task_class:
+        if old.__qualname__ == task_class.__qualname__ and "__main__" in (
+                old.__module__, task_class.__module__):
+            # `python -m tasks.<name>` runs the module twice: as __main__ and, once something
+            # imports it by name, as tasks.<name>. The importable copy is the registered one.
+            if task_class.__module__ == "__main__":
+                return task_class
+        elif (old.__module__, old.__qualname__) != (task_class.__module__,
+                                                     task_class.__qualname__):
+            raise ValueError(f"task name {name!r} of {task_class.__module__}."
+                             f"{task_class.__qualname__} is taken by {old.__module__}."
+                             f"{old.__qualname__}")
     _TASKS[name] = task_class
     return task_class
 

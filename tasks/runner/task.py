@@ -48,6 +48,8 @@ class Task:
     name: str = ""
     #: The task's frozen config dataclass (a TaskConfig subclass).
     config_class: type = None  # type: ignore[assignment]
+    #: The task's Preprocessor subclass; the default ``load_preprocessor`` calls its ``load``.
+    preprocessor_class: type = None  # type: ignore[assignment]
     #: Validation metric for early stopping / best checkpoint, and its direction.
     monitor: str = "val_loss"
     monitor_mode: str = "min"
@@ -73,8 +75,12 @@ class Task:
         raise NotImplementedError
 
     def load_preprocessor(self, config, assets_dir: str) -> Preprocessor:
-        """Must: the inverse of ``Preprocessor.save``."""
-        raise NotImplementedError
+        """The inverse of ``Preprocessor.save``: ``preprocessor_class.load(assets_dir, config)``
+        (override only when loading needs more than that)."""
+        if self.preprocessor_class is None:
+            raise NotImplementedError(f"{type(self).__name__} sets no preprocessor_class and "
+                                      "does not override load_preprocessor")
+        return self.preprocessor_class.load(assets_dir, config)
 
     def make_dataset(self, config, preprocessor, split: tf.data.Dataset, training: bool):
         """Must: batched ``(inputs, targets)`` dataset ready for ``model.fit``.
