@@ -15,6 +15,7 @@ import time
 
 from tasks.runner import registry
 from tasks.runner.errors import ConfigError
+from tasks.runner.task import PredictRequest
 
 
 def task_names() -> list[str]:
@@ -49,13 +50,13 @@ def run_task(task, runs_dir: str) -> None:
     inputs = task.demo_inputs or task.warmup_inputs(config)
     outputs = serve(**{k: tf.convert_to_tensor(v) for k, v in inputs.items()})
     print("prediction made by the export:")
-    args = argparse.Namespace(json=False, **demo_predict_defaults(task))
-    task.show_predictions(config, args, {k: tf.convert_to_tensor(v) for k, v in inputs.items()},
-                          outputs)
+    request = PredictRequest(options=demo_predict_defaults(task))
+    task.show_predictions(config, request,
+                          {k: tf.convert_to_tensor(v) for k, v in inputs.items()}, outputs)
 
 
 def demo_predict_defaults(task) -> dict:
-    """The defaults of the task's own ``predict`` flags, for ``show_predictions``."""
+    """The defaults of the task's own ``predict`` flags (``PredictRequest.options``)."""
     parser = argparse.ArgumentParser()
     task.add_predict_arguments(parser)
     return vars(parser.parse_args([]))

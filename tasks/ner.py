@@ -332,7 +332,7 @@ class NerTask(Task):
         inputs = self.warmup_inputs(config)
         return {"serving_default": inputs, "tag_document": inputs}
 
-    def show_predictions(self, config, args, inputs, outputs):
+    def show_predictions(self, config, request, inputs, outputs):
         texts = [t.decode("utf-8") for t in np.asarray(inputs["text"].numpy()).tolist()]
         results = []
         for i, text in enumerate(texts):
@@ -341,7 +341,7 @@ class NerTask(Task):
             tags = [t.decode("utf-8") for t in outputs["tags"].numpy()[i, :n]]
             spans = spans_with_offsets(text, tokens, tags)
             results.append({"text": text, "tokens": tokens, "tags": tags, "entities": spans})
-            if not args.json:
+            if not request.json:
                 print(self.format_prediction(config, results[-1]))
         return results
 

@@ -191,7 +191,7 @@ class SentimentTask(Task):
     def warmup_inputs(self, config):
         return {"text": np.array(self.demo_inputs["text"], dtype=object)}
 
-    def show_predictions(self, config, args, inputs, outputs):
+    def show_predictions(self, config, request, inputs, outputs):
         texts = [t.decode("utf-8") for t in np.asarray(inputs["text"].numpy()).tolist()]
         labels = [x.decode("utf-8") for x in outputs["label"].numpy().tolist()]
         probs = outputs["probabilities"].numpy()
@@ -199,7 +199,7 @@ class SentimentTask(Task):
         for text, label, p in zip(texts, labels, probs):
             results.append({"text": text, "label": label, "probability": float(p.max()),
                             "probabilities": [float(x) for x in p]})
-            if not args.json:
+            if not request.json:
                 print(self.format_prediction(config, results[-1]))
         return results
 

@@ -246,22 +246,23 @@ class Seq2SeqTask(Task):
                             help="draw the attention heatmap of each input (file, -N suffix "
                                  "for inputs after the first)")
 
-    def show_predictions(self, config, args, inputs, outputs):
+    def show_predictions(self, config, request, inputs, outputs):
         texts = [t.decode("utf-8") for t in np.asarray(inputs["text"].numpy()).tolist()]
-        positions = getattr(args, "input_positions", None) or range(len(texts))
+        positions = request.input_positions or range(len(texts))
         results = []
         for i, text in enumerate(texts):
             result = {"text": text,
                       "translation": outputs["translation"].numpy()[i].decode("utf-8"),
                       "score": float(outputs["score"].numpy()[i]),
                       "log_prob": float(outputs["log_prob"].numpy()[i])}
-            if args.plot_attention:
-                root, ext = os.path.splitext(args.plot_attention)
+            plot = request.option("plot_attention")
+            if plot:
+                root, ext = os.path.splitext(plot)
                 n = positions[i]
-                path = args.plot_attention if n == 0 else f"{root}-{n}{ext or '.png'}"
+                path = plot if n == 0 else f"{root}-{n}{ext or '.png'}"
                 result["attention_plot"] = attention_heatmap(outputs, i, path)
             results.append(result)
-            if not args.json:
+            if not request.json:
                 print(self.format_prediction(config, result))
         return results
 

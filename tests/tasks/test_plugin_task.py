@@ -18,7 +18,7 @@ from pipelines import sources
 from tasks import __main__ as tasks_main
 from tasks import demo
 from tasks.runner import export as export_lib
-from tasks.runner import registry
+from tasks.runner import loading, registry
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "..", "fixtures")
 
@@ -72,7 +72,8 @@ def test_the_registry_and_the_demo_find_the_plugin(plugin, capsys):
 
 def test_train_evaluate_predict_tune_export(plugin, tmp_path, capsys):
     run = str(tmp_path / "run")
-    _main(["pos", "train", "--output", run, "--epochs", "1", "--quiet"], capsys)
+    _main(["pos", "train", "--output", run, "--epochs", "1", "--set", "units=8", "--quiet"],
+          capsys)
     assert os.path.exists(os.path.join(run, "model.keras"))
     metrics = json.loads(_main(["pos", "evaluate", "--model", run], capsys)[-1])
     assert 0.0 <= metrics["accuracy"] <= 1.0 and metrics["examples"] >= 1
@@ -98,6 +99,12 @@ def test_train_evaluate_predict_tune_export(plugin, tmp_path, capsys):
     answer = serve(text=["EU rejects German call"])
     assert answer["length"].numpy().tolist() == [4]
     assert [t.decode() for t in answer["tags"].numpy()[0]] == results[0]["tags"]
+
+    # One load path: the export carries the config it was trained with, and names its task.
+    loaded = loading.load(base)
+    assert (loaded.kind, loaded.task.name, loaded.config.units) == ("export", "pos", 8)
+    assert loading.load(run, model=False).config == loaded.config
+    assert loaded.signature_names() == ["serving_default"]
 
 
 def test_unknown_task_is_one_line(capsys):
