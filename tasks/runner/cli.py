@@ -120,7 +120,7 @@ def add_signature_flags(task, parser) -> None:
             used.setdefault(name, (kind, value.ndim, []))[2].append(signature)
     for name, (kind, ndim, signatures) in used.items():
         parser.add_argument("--" + name.replace("_", "-"), dest=SIGNATURE_INPUT_PREFIX + name,
-                            type=kind, nargs="+" if ndim else None,
+                            type=kind, nargs="+" if ndim else None, metavar=name.upper(),
                             help=f"input {name!r} of --signature {'/'.join(signatures)}")
 
 
