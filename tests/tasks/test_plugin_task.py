@@ -107,6 +107,15 @@ def test_train_evaluate_predict_tune_export(plugin, tmp_path, capsys):
     assert loaded.signature_names() == ["serving_default"]
 
 
+def test_the_demo_runs_the_plugin(plugin, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # the demo exports into ./saved_models/<task>
+    assert demo.main(["--tasks", "pos", "--runs-dir", str(tmp_path / "runs")]) == 0
+    out = capsys.readouterr().out
+    assert "demo finished: 1 task(s) ok ['pos']" in out
+    assert "EU rejects German call" in out.split("prediction made by the export:")[1]
+    assert os.path.isdir(tmp_path / "saved_models" / "pos" / "1")
+
+
 def test_unknown_task_is_one_line(capsys):
     assert tasks_main.main(["no_such_task", "train"]) == 2
     assert "unknown task 'no_such_task'" in capsys.readouterr().err
