@@ -25,7 +25,7 @@ FIXTURES = os.path.join(os.path.dirname(__file__), "..", "fixtures")
 
 @pytest.fixture(scope="module")
 def plugin(tmp_path_factory):
-    """The plugin installed into a temporary site directory; registries restored after."""
+    """The plugin installed into a temporary site directory; uninstalled after."""
     site = tmp_path_factory.mktemp("site")
     package = site / "pos_plugin"
     package.mkdir()
@@ -36,17 +36,16 @@ def plugin(tmp_path_factory):
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: pos-plugin\nVersion: 0.1\n")
     (info / "entry_points.txt").write_text("[recurrent_suite.tasks]\npos = pos_plugin.tagger\n")
-    saved = dict(registry._TASKS), dict(sources._REGISTRY)
     sys.path.insert(0, str(site))
     registry.rescan()
     yield site
     sys.path.remove(str(site))
     for name in [m for m in sys.modules if m == "pos_plugin" or m.startswith("pos_plugin.")]:
         del sys.modules[name]
-    registry._TASKS.clear()
-    registry._TASKS.update(saved[0])
-    sources._REGISTRY.clear()
-    sources._REGISTRY.update(saved[1])
+    # Only the plug-in leaves: the built-in tasks registered meanwhile stay (their modules
+    # are imported once and would not register again).
+    registry._TASKS.pop("pos", None)
+    sources._REGISTRY.pop("pos", None)
     registry.rescan()
 
 
