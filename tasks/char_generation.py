@@ -29,11 +29,14 @@ import tensorflow as tf
 from models.language_model import build_char_language_model
 from pipelines import batching, sources
 from pipelines.vocab import END_ID, OOV_ID, PAD_ID, START_ID, CharVocabulary
+from tasks import char_generation_data  # noqa: F401 (registers the task's data sources)
 from tasks.char_generation_serving import CharGenerationServing
+from tasks.generative import GenerativeTask
+from tasks.runner import registry
 from tasks.runner.cli import main
 from tasks.runner.config import TaskConfig
 from tasks.runner.errors import InputError
-from tasks.runner.task import Preprocessor, Task
+from tasks.runner.task import Preprocessor
 
 MODES = ("lines", "continuous")
 # An empty prompt in continuous mode starts after a line break (the text's own separator).
@@ -119,11 +122,15 @@ def nats_metrics(total_nll: float, count: int) -> dict:
 
 
 # ---- the task -------------------------------------------------------------------------------
-class CharGenerationTask(Task):
+@registry.register
+class CharGenerationTask(GenerativeTask):
     """Character-level language model and generator."""
 
     name = "char_generation"
+    order = 30  # position in task listings and `make demo`
     config_class = CharGenerationConfig
+    preprocessor_class = CharPreprocessor
+    sampled_unit, generate_takes_inputs = "character", True
     demo_overrides = {"epochs": 3, "units": 64, "num_layers": 1, "embedding_dim": 16}
     demo_inputs = {"prompt": ["Ma", "Jo", ""], "length": 20, "temperature": 0.8}
 
@@ -143,9 +150,6 @@ class CharGenerationTask(Task):
         seen = [t.decode("utf-8") for t in splits.train.map(lambda e: e["text"])
                 .as_numpy_iterator()] if mode == "lines" else []
         return CharPreprocessor(vocab, mode, seen)
-
-    def load_preprocessor(self, config, assets_dir):
-        return CharPreprocessor.load(assets_dir, config)
 
     def make_dataset(self, config, preprocessor, split, training):
         vocab, width = preprocessor.vocab, config.sequence_length + 1
@@ -212,36 +216,34 @@ class CharGenerationTask(Task):
                 "score": {"text": np.array([p or "a" for p in greedy["prompt"]], dtype=object)}}
 
     # ---- command line ---------------------------------------------------------------------
-    def add_predict_arguments(self, parser):
+    def add_prompt_arguments(self, parser):
         parser.add_argument("--prompt", default=None, help="text to continue (default: empty)")
         parser.add_argument("--length", type=int, default=None,
                             help="characters to generate (default: 40 for names, 300 for text)")
-        parser.add_argument("--temperature", type=float, default=1.0, help="0 = greedy")
         parser.add_argument("--num-samples", type=int, default=1)
 
-    def _check_sampling_args(self, args):
-        if args.length is not None and args.length < 0:
-            raise InputError(f"--length must be >= 0, got {args.length}")
-        if args.temperature < 0:
-            raise InputError(f"--temperature must be >= 0, got {args.temperature}")
-        if args.num_samples < 1:
-            raise InputError(f"--num-samples must be >= 1, got {args.num_samples}")
-
-    def predict_inputs(self, config, args, texts):
-        self._check_sampling_args(args)
-        prompts = list(texts) or [args.prompt or ""]
-        if args.prompt is not None and texts:
-            prompts = [args.prompt] + prompts
+    def predict_inputs(self, config, request):
+        temperature = self.check_temperature(request)
+        prompt, length = request.option("prompt"), request.option("length")
+        num_samples = request.option("num_samples", 1)
+        if length is not None and length < 0:
+            raise InputError(f"--length must be >= 0, got {length}")
+        if num_samples < 1:
+            raise InputError(f"--num-samples must be >= 1, got {num_samples}")
+        texts = list(request.texts)
+        prompts = texts or [prompt or ""]
+        if prompt is not None and texts:
+            prompts = [prompt] + prompts
         lines = (config.data or "names") == "names" or config.mode == "lines"
-        length = args.length if args.length is not None else (40 if lines else 300)
-        return {"prompt": tf.constant([p for p in prompts for _ in range(args.num_samples)]),
+        length = length if length is not None else (40 if lines else 300)
+        return {"prompt": tf.constant([p for p in prompts for _ in range(num_samples)]),
                 "length": tf.constant(length, tf.int32),
-                "temperature": tf.constant(args.temperature, tf.float32)}
+                "temperature": tf.constant(temperature, tf.float32)}
 
     def empty_result(self, config, text):
         return None  # an empty prompt generates from the start
 
-    def show_predictions(self, config, args, inputs, outputs):
+    def show_predictions(self, config, request, inputs, outputs):
         texts = [t.decode("utf-8") for t in outputs["text"].numpy().tolist()]
         seen = outputs["seen_in_training"].numpy().tolist()
         lines = all(s >= 0 for s in seen)
@@ -251,14 +253,13 @@ class CharGenerationTask(Task):
             if lines:
                 result["new"] = not bool(was_seen)
             results.append(result)
-            if not getattr(args, "json", False):
+            if not request.json:
                 flag = ("(seen in training) " if was_seen else "(new) ") if lines else ""
                 print(f"{flag}{text}")
         return results
 
     def extra_commands(self):
-        return {"generate": (_add_generate_arguments, _run_generate),
-                "score": (_add_score_arguments, _run_score)}
+        return {**super().extra_commands(), "score": (_add_score_arguments, _run_score)}
 
     def search_space(self, hp):
         return {
@@ -278,48 +279,16 @@ def _add_model_argument(parser):
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
 
 
-def _signature(task, model_path, name):
-    """``(config, function)``: a signature of the serving module (run dir) or of an export."""
-    from tasks.runner import export as export_lib
-    from tasks.runner import run_dir as rd
-
-    if os.path.exists(os.path.join(model_path, rd.CONFIG)):
-        config, preprocessor, model = rd.load_run(task, model_path)
-        return config, getattr(task.serving_module(config, model, preprocessor), name)
-    return task.config_class(), export_lib.load_serving_function(model_path, name)
-
-
-def _add_generate_arguments(parser):
-    _add_model_argument(parser)
-    CharGenerationTask().add_predict_arguments(parser)
-    parser.add_argument("inputs", nargs="*", help="prompts (instead of --prompt)")
-    parser.add_argument("--top-k", type=int, default=0, help="0 = off")
-    parser.add_argument("--top-p", type=float, default=1.0, help="1 = off")
-    parser.add_argument("--seed", type=int, default=-1, help="-1 = unseeded")
-
-
-def _run_generate(task, args) -> int:
-    if args.top_k < 0 or not 0 < args.top_p <= 1:
-        raise InputError(f"--top-k must be >= 0 and --top-p in (0, 1], got {args.top_k}, "
-                         f"{args.top_p}")
-    config, fn = _signature(task, args.model, "generate")
-    inputs = task.predict_inputs(config, args, list(args.inputs))
-    inputs.update(top_k=tf.constant(args.top_k, tf.int32),
-                  top_p=tf.constant(args.top_p, tf.float32), seed=tf.constant(args.seed))
-    results = task.show_predictions(config, args, inputs, fn(**inputs))
-    if args.json:
-        for result in results:
-            print(json.dumps(result, ensure_ascii=False))
-    return 0
-
-
 def _add_score_arguments(parser):
     _add_model_argument(parser)
     parser.add_argument("texts", nargs="+", help="candidate texts to rank")
 
 
 def _run_score(task, args) -> int:
-    _, fn = _signature(task, args.model, "score")
+    from tasks.runner import loading
+
+    loaded = loading.load(args.model, task)  # keeps the serving module alive while fn runs
+    fn = loaded.signature("score")
     out = fn(text=tf.constant(args.texts))
     rows = [{"text": t, "log_prob": float(lp), "log_prob_per_char": float(pc),
              "num_scored": int(n)} for t, lp, pc, n in zip(

@@ -1,34 +1,34 @@
-"""``make demo``: train each finished task briefly on its embedded default data (offline), export
-it to ``saved_models/<task>/<version>/``, and print a prediction made by the export.
+"""``make demo``: train each registered task briefly on its embedded default data (offline),
+export it to ``saved_models/<task>/<version>/``, and print a prediction made by the export.
 
-    python -m tasks.demo [--tasks sentiment ner ...] [--runs-dir runs/demo]
+    python -m tasks.demo [--tasks NAME ...] [--runs-dir runs/demo] [--list]
+
+The tasks are the registry's (``tasks.runner.registry``): the built-in modules of ``tasks/``
+and installed plug-ins, in their ``order``.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
-import inspect
 import os
 import time
 
-TASK_MODULES = ("sentiment", "ner", "char_generation", "music_generation", "seq2seq")
+from tasks.runner import registry
+from tasks.runner.errors import ConfigError
+from tasks.runner.task import PredictRequest
 
 
-def find_task(module_name: str):
-    """The Task instance defined in ``tasks.<module_name>``, or None if it is not there yet."""
-    from tasks.runner.task import Task
+def task_names() -> list[str]:
+    """The tasks ``make demo`` runs: every registered task, in listing order."""
+    return registry.names()
 
+
+def find_task(name: str):
+    """A new instance of the registered task ``name``, or None if there is no such task."""
     try:
-        module = importlib.import_module(f"tasks.{module_name}")
-    except ModuleNotFoundError as err:
-        if err.name == f"tasks.{module_name}":
-            return None
-        raise
-    for _, obj in inspect.getmembers(module, inspect.isclass):
-        if issubclass(obj, Task) and obj is not Task and obj.__module__ == module.__name__:
-            return obj()
-    return None
+        return registry.get(name)
+    except ConfigError:
+        return None
 
 
 def run_task(task, runs_dir: str) -> None:
@@ -50,13 +50,13 @@ def run_task(task, runs_dir: str) -> None:
     inputs = task.demo_inputs or task.warmup_inputs(config)
     outputs = serve(**{k: tf.convert_to_tensor(v) for k, v in inputs.items()})
     print("prediction made by the export:")
-    args = argparse.Namespace(json=False, **demo_predict_defaults(task))
-    task.show_predictions(config, args, {k: tf.convert_to_tensor(v) for k, v in inputs.items()},
-                          outputs)
+    request = PredictRequest(options=demo_predict_defaults(task))
+    task.show_predictions(config, request,
+                          {k: tf.convert_to_tensor(v) for k, v in inputs.items()}, outputs)
 
 
 def demo_predict_defaults(task) -> dict:
-    """The defaults of the task's own ``predict`` flags, for ``show_predictions``."""
+    """The defaults of the task's own ``predict`` flags (``PredictRequest.options``)."""
     parser = argparse.ArgumentParser()
     task.add_predict_arguments(parser)
     return vars(parser.parse_args([]))
@@ -74,14 +74,20 @@ def json_short(values: dict) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tasks", nargs="*", default=list(TASK_MODULES))
+    parser.add_argument("--tasks", nargs="*", help="default: every registered task")
     parser.add_argument("--runs-dir", default=os.path.join("runs", "demo"))
+    parser.add_argument("--list", action="store_true", help="print the task names and stop")
     args = parser.parse_args(argv)
+    if args.list:
+        print("\n".join(task_names()))
+        return 0
+    if args.tasks is None:
+        args.tasks = task_names()
     done, failed = [], []
     for name in args.tasks:
         task = find_task(name)
         if task is None:
-            print(f"\n=== {name}: not built yet, skipped")
+            print(f"\n=== {name}: no such task, skipped")
             continue
         try:
             run_task(task, args.runs_dir)

@@ -36,12 +36,15 @@ from models.music_language_model import (
 )
 from pipelines import batching, sources
 from pipelines.readers.music import UNITS, VOICES, read_midi, write_midi
+from tasks import music_generation_data  # noqa: F401 (registers the task's data sources)
+from tasks.generative import GenerativeTask
 from tasks.music_generation_serving import MusicGenerationServing
+from tasks.runner import registry
 from tasks.runner.cli import main
 from tasks.runner.config import TaskConfig
 from tasks.runner.errors import DataError, InputError
 from tasks.runner.plots import piano_roll
-from tasks.runner.task import Preprocessor, Task
+from tasks.runner.task import Preprocessor
 
 HEADS = (PITCH, STEP, DURATION)
 
@@ -132,11 +135,15 @@ def pitch_counts(pieces) -> tuple[np.ndarray, np.ndarray]:
 
 
 # ---- the task -------------------------------------------------------------------------------
-class MusicGenerationTask(Task):
+@registry.register
+class MusicGenerationTask(GenerativeTask):
     """Note language model and MIDI generator."""
 
     name = "music_generation"
+    order = 40  # position in task listings and `make demo`
     config_class = MusicGenerationConfig
+    sampled_unit = "pitch"
+    preprocessor_class = MusicPreprocessor
     demo_overrides = {"epochs": 4, "units": 64, "num_layers": 1, "max_examples": 120}
     demo_inputs = {"prompt_notes": np.array([[67, 0, 1], [69, 1, 1], [71, 1, 2]], np.float32),
                    "num_notes": 32, "temperature": 0.9}
@@ -159,9 +166,6 @@ class MusicGenerationTask(Task):
         unit = splits.info.get("unit", source_unit(config))
         return MusicPreprocessor(unit, time_bins_for(unit),
                                  [first, 0.0, float(np.median(durations))], bigram, unigram)
-
-    def load_preprocessor(self, config, assets_dir):
-        return MusicPreprocessor.load(assets_dir, config)
 
     def make_dataset(self, config, preprocessor, split, training):
         bins = preprocessor.time_bins
@@ -249,40 +253,41 @@ class MusicGenerationTask(Task):
                              "top_p": np.float32(0.9), "seed": np.int32(3)}}
 
     # ---- command line ---------------------------------------------------------------------
-    def add_predict_arguments(self, parser):
+    def add_prompt_arguments(self, parser):
         parser.add_argument("--output", default="generated.mid", help="MIDI file to write "
                             "(a piano-roll PNG is written beside it)")
         parser.add_argument("--num-notes", type=int, default=64)
-        parser.add_argument("--temperature", type=float, default=1.0, help="0 = greedy")
         parser.add_argument("--prompt-midi", help="MIDI file whose first track is continued")
 
     def empty_result(self, config, text):
         return None  # texts are refused by predict_inputs, blank or not
 
-    def predict_inputs(self, config, args, texts):
+    def predict_inputs(self, config, request):
+        texts = list(request.texts)
         if texts:
             raise InputError(f"music_generation predict takes no text inputs (got {texts[:3]}"
                              f"); continue a MIDI file with --prompt-midi FILE")
-        for flag, value in (("--num-notes", args.num_notes), ("--temperature", args.temperature)):
-            if value < 0:
-                raise InputError(f"{flag} must be >= 0, got {value}")
+        num_notes, prompt_midi = request.option("num_notes", 64), request.option("prompt_midi")
+        if num_notes < 0:
+            raise InputError(f"--num-notes must be >= 0, got {num_notes}")
+        temperature = self.check_temperature(request)
         prompt = np.zeros((0, 3), np.float32)
-        if args.prompt_midi:
-            if not os.path.isfile(args.prompt_midi):
-                raise InputError(f"--prompt-midi not found: {args.prompt_midi}")
-            tracks = read_midi(args.prompt_midi, unit=source_unit(config))
+        if prompt_midi:
+            if not os.path.isfile(prompt_midi):
+                raise InputError(f"--prompt-midi not found: {prompt_midi}")
+            tracks = read_midi(prompt_midi, unit=source_unit(config))
             if not tracks:
-                raise InputError(f"--prompt-midi {args.prompt_midi}: no track with notes")
+                raise InputError(f"--prompt-midi {prompt_midi}: no track with notes")
             prompt = tracks[0][-config.max_prompt_notes:]
         return {"prompt_notes": tf.constant(prompt, tf.float32),
-                "num_notes": tf.constant(args.num_notes, tf.int32),
-                "temperature": tf.constant(args.temperature, tf.float32)}
+                "num_notes": tf.constant(num_notes, tf.int32),
+                "temperature": tf.constant(temperature, tf.float32)}
 
-    def show_predictions(self, config, args, inputs, outputs):
+    def show_predictions(self, config, request, inputs, outputs):
         notes = outputs["notes"].numpy()
         unit = outputs["unit"].numpy().decode("utf-8")
         prompt = np.asarray(inputs["prompt_notes"])
-        path = getattr(args, "output", None) or "generated.mid"
+        path = request.option("output") or "generated.mid"
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         write_midi(notes, path, unit=unit, tempo=config.tempo)
         png = piano_roll(np.concatenate([prompt, notes]), os.path.splitext(path)[0] + ".png",
@@ -290,12 +295,9 @@ class MusicGenerationTask(Task):
         result = {"output": path, "piano_roll": png, "notes": int(len(notes)), "unit": unit,
                   "pitch_range": [int(notes[:, 0].min()), int(notes[:, 0].max())]
                   if len(notes) else []}
-        if not getattr(args, "json", False):
+        if not request.json:
             print(f"wrote {len(notes)} notes to {path}" + (f" and {png}" if png else ""))
         return [result]
-
-    def extra_commands(self):
-        return {"generate": (_add_generate_arguments, _run_generate)}
 
     def search_space(self, hp):
         return {
@@ -307,38 +309,6 @@ class MusicGenerationTask(Task):
             "sequence_length": hp.Choice("sequence_length", [32, 64]),
             "learning_rate": hp.Float("learning_rate", 3e-4, 3e-3, sampling="log"),
         }
-
-
-# ---- extra command: generate with every sampling knob ---------------------------------------
-def _add_generate_arguments(parser):
-    parser.add_argument("--model", default=os.path.join("runs", MusicGenerationTask.name),
-                        help="run directory, or saved_models/music_generation[/<version>]")
-    parser.add_argument("--json", action="store_true")
-    MusicGenerationTask().add_predict_arguments(parser)
-    parser.add_argument("--top-k", type=int, default=0, help="pitch top-k (0 = off)")
-    parser.add_argument("--top-p", type=float, default=1.0, help="pitch nucleus (1 = off)")
-    parser.add_argument("--seed", type=int, default=-1, help="-1 = unseeded")
-
-
-def _run_generate(task, args) -> int:
-    from tasks.runner import export as export_lib
-    from tasks.runner import run_dir as rd
-
-    if args.top_k < 0 or not 0 < args.top_p <= 1:
-        raise InputError(f"--top-k must be >= 0 and --top-p in (0, 1], got {args.top_k}, "
-                         f"{args.top_p}")
-    if os.path.exists(os.path.join(args.model, rd.CONFIG)):
-        config, preprocessor, model = rd.load_run(task, args.model)
-        fn = task.serving_module(config, model, preprocessor).generate
-    else:
-        config, fn = task.config_class(), export_lib.load_serving_function(args.model, "generate")
-    inputs = task.predict_inputs(config, args, [])
-    inputs.update(top_k=tf.constant(args.top_k, tf.int32),
-                  top_p=tf.constant(args.top_p, tf.float32), seed=tf.constant(args.seed))
-    for result in task.show_predictions(config, args, inputs, fn(**inputs)):
-        if args.json:
-            print(json.dumps(result))
-    return 0
 
 
 if __name__ == "__main__":

@@ -35,8 +35,10 @@ from pipelines import batching, sources
 from pipelines import tags as tagging
 from pipelines.ner_features import casing_ids, first_chars, replace_singletons
 from pipelines.vocab import OOV_ID, CharVocabulary, LabelLookup, TokenVocabulary
+from tasks import ner_data  # noqa: F401 (registers the task's data sources)
 from tasks.ner_eval import SplitTagger, entity_metrics  # noqa: F401 (entity_metrics: API)
 from tasks.ner_serving import NerServing
+from tasks.runner import registry
 from tasks.runner.cli import main
 from tasks.runner.config import ConfigError, TaskConfig
 from tasks.runner.task import Preprocessor, Task
@@ -199,11 +201,14 @@ def highlight(sentence: str, spans: list[dict]) -> str:
 
 
 # ---- the task -------------------------------------------------------------------------------
+@registry.register
 class NerTask(Task):
     """NER with word + char + casing features, a stacked BiRNN and a CRF (or softmax)."""
 
     name = "ner"
+    order = 20  # position in task listings and `make demo`
     config_class = NerConfig
+    preprocessor_class = NerPreprocessor
     monitor = "entity_f1"          # from epoch_metrics
     monitor_mode = "max"
     demo_overrides = {"max_examples": 400, "epochs": 3, "embedding_dim": 32, "units": 32,
@@ -227,9 +232,6 @@ class NerTask(Task):
         return NerPreprocessor(words, chars, LabelLookup(info["tag_names"]),
                                info.get("target_scheme", config.scheme), info["scheme"],
                                config.max_word_length)
-
-    def load_preprocessor(self, config, assets_dir):
-        return NerPreprocessor.load(assets_dir, config)
 
     def make_dataset(self, config, preprocessor, split, training):
         def encode(e):
@@ -330,7 +332,7 @@ class NerTask(Task):
         inputs = self.warmup_inputs(config)
         return {"serving_default": inputs, "tag_document": inputs}
 
-    def show_predictions(self, config, args, inputs, outputs):
+    def show_predictions(self, config, request, inputs, outputs):
         texts = [t.decode("utf-8") for t in np.asarray(inputs["text"].numpy()).tolist()]
         results = []
         for i, text in enumerate(texts):
@@ -339,7 +341,7 @@ class NerTask(Task):
             tags = [t.decode("utf-8") for t in outputs["tags"].numpy()[i, :n]]
             spans = spans_with_offsets(text, tokens, tags)
             results.append({"text": text, "tokens": tokens, "tags": tags, "entities": spans})
-            if not args.json:
+            if not request.json:
                 print(self.format_prediction(config, results[-1]))
         return results
 

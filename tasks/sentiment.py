@@ -20,6 +20,8 @@ import tensorflow as tf
 from models.classifier import POOLINGS, build_sequence_classifier
 from pipelines import batching, sources
 from pipelines.vocab import WordVectorizer
+from tasks import sentiment_data  # noqa: F401 (registers the task's data sources)
+from tasks.runner import registry
 from tasks.runner.cli import main
 from tasks.runner.config import TaskConfig
 from tasks.runner.task import Preprocessor, Task
@@ -112,11 +114,14 @@ def _class_probabilities(outputs):
 
 
 # ---- the task -------------------------------------------------------------------------------
+@registry.register
 class SentimentTask(Task):
     """Sentiment classification with a stacked bidirectional RNN."""
 
     name = "sentiment"
+    order = 10  # position in task listings and `make demo`
     config_class = SentimentConfig
+    preprocessor_class = SentimentPreprocessor
     monitor = "accuracy"
     monitor_mode = "max"
     demo_overrides = {"max_examples": 4000, "epochs": 2, "max_tokens": 8000, "max_length": 150,
@@ -132,9 +137,6 @@ class SentimentTask(Task):
         vectorizer = WordVectorizer(max_tokens=config.max_tokens)
         vectorizer.adapt(splits.train.map(lambda e: e["text"]))
         return SentimentPreprocessor(vectorizer, splits.info["class_names"])
-
-    def load_preprocessor(self, config, assets_dir):
-        return SentimentPreprocessor.load(assets_dir, config)
 
     def make_dataset(self, config, preprocessor, split, training):
         def encode(texts, labels):
@@ -189,7 +191,7 @@ class SentimentTask(Task):
     def warmup_inputs(self, config):
         return {"text": np.array(self.demo_inputs["text"], dtype=object)}
 
-    def show_predictions(self, config, args, inputs, outputs):
+    def show_predictions(self, config, request, inputs, outputs):
         texts = [t.decode("utf-8") for t in np.asarray(inputs["text"].numpy()).tolist()]
         labels = [x.decode("utf-8") for x in outputs["label"].numpy().tolist()]
         probs = outputs["probabilities"].numpy()
@@ -197,7 +199,7 @@ class SentimentTask(Task):
         for text, label, p in zip(texts, labels, probs):
             results.append({"text": text, "label": label, "probability": float(p.max()),
                             "probabilities": [float(x) for x in p]})
-            if not args.json:
+            if not request.json:
                 print(self.format_prediction(config, results[-1]))
         return results
 

@@ -23,6 +23,8 @@ import tensorflow as tf
 from models.seq2seq import ATTENTIONS, build_seq2seq_model
 from pipelines import batching, sources
 from pipelines.vocab import END_ID, START_ID, CharVocabulary, WordVectorizer
+from tasks import seq2seq_data  # noqa: F401 (registers the task's data sources)
+from tasks.runner import registry
 from tasks.runner.cli import main
 from tasks.runner.config import TaskConfig
 from tasks.runner.task import Preprocessor, Task
@@ -142,11 +144,14 @@ class Seq2SeqPreprocessor(Preprocessor):
 
 
 # ---- the task -------------------------------------------------------------------------------
+@registry.register
 class Seq2SeqTask(Task):
     """Attention encoder-decoder with greedy and beam decoding inside the serving graph."""
 
     name = "seq2seq"
+    order = 50  # position in task listings and `make demo`
     config_class = Seq2SeqConfig
+    preprocessor_class = Seq2SeqPreprocessor
     monitor = "accuracy"            # teacher-forced next-token accuracy (padding masked)
     monitor_mode = "max"
     demo_overrides = {"max_examples": 2000, "epochs": 2, "units": 64, "embedding_dim": 32,
@@ -167,9 +172,6 @@ class Seq2SeqTask(Task):
 
     def fit_preprocessor(self, config, splits):
         return Seq2SeqPreprocessor.fit(config, splits.train)
-
-    def load_preprocessor(self, config, assets_dir):
-        return Seq2SeqPreprocessor.load(assets_dir, config)
 
     def make_dataset(self, config, preprocessor, split, training):
         def encode(source, target):
@@ -244,22 +246,23 @@ class Seq2SeqTask(Task):
                             help="draw the attention heatmap of each input (file, -N suffix "
                                  "for inputs after the first)")
 
-    def show_predictions(self, config, args, inputs, outputs):
+    def show_predictions(self, config, request, inputs, outputs):
         texts = [t.decode("utf-8") for t in np.asarray(inputs["text"].numpy()).tolist()]
-        positions = getattr(args, "input_positions", None) or range(len(texts))
+        positions = request.input_positions or range(len(texts))
         results = []
         for i, text in enumerate(texts):
             result = {"text": text,
                       "translation": outputs["translation"].numpy()[i].decode("utf-8"),
                       "score": float(outputs["score"].numpy()[i]),
                       "log_prob": float(outputs["log_prob"].numpy()[i])}
-            if args.plot_attention:
-                root, ext = os.path.splitext(args.plot_attention)
+            plot = request.option("plot_attention")
+            if plot:
+                root, ext = os.path.splitext(plot)
                 n = positions[i]
-                path = args.plot_attention if n == 0 else f"{root}-{n}{ext or '.png'}"
+                path = plot if n == 0 else f"{root}-{n}{ext or '.png'}"
                 result["attention_plot"] = attention_heatmap(outputs, i, path)
             results.append(result)
-            if not args.json:
+            if not request.json:
                 print(self.format_prediction(config, result))
         return results
 

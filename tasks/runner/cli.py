@@ -17,6 +17,7 @@ import sys
 from tasks.runner import config as config_lib
 from tasks.runner import errors
 from tasks.runner import run_dir as rd
+from tasks.runner.task import PredictRequest
 
 #: File a run directory may hold to be recognised as one (besides config.json): the marker
 #: ``train`` writes (train itself checks its content).
@@ -34,7 +35,10 @@ def _positive_int(text: str) -> int:
 
 
 def build_parser(task) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=f"python -m tasks.{task.name}",
+    # A built-in task runs as its module; a plug-in through `python -m tasks NAME`.
+    builtin = type(task).__module__ in (f"tasks.{task.name}", "__main__")
+    parser = argparse.ArgumentParser(prog=f"python -m tasks.{task.name}" if builtin
+                                     else f"python -m tasks {task.name}",
                                      description=(task.__doc__ or "").strip().splitlines()[0]
                                      if task.__doc__ else None)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -73,6 +77,7 @@ def build_parser(task) -> argparse.ArgumentParser:
     p.add_argument("--signature", default="serving_default",
                    help="serving signature to call (e.g. ner's tag_document)")
     task.add_predict_arguments(p)
+    add_signature_flags(task, p)
 
     p = sub.add_parser("tune", help="Keras Tuner search; writes TUNE_DIR/best.json")
     config_flags(p)
@@ -91,6 +96,65 @@ def build_parser(task) -> argparse.ArgumentParser:
     for name, (add_arguments, _) in task.extra_commands().items():
         add_arguments(sub.add_parser(name))
     return parser
+
+
+def add_signature_flags(task, parser) -> None:
+    """A ``predict`` flag per input of the task's other signatures (``--top-k`` for ``top_k``),
+    for ``--signature NAME``; inputs the task's own flags or the positional texts already give
+    are left to them. The inputs (names, dtypes, ranks) are those of the task's warm-up
+    requests, which every export checks against its signatures."""
+    import numpy as np
+
+    from tasks.runner.task import SIGNATURE_INPUT_PREFIX
+
+    taken = {a.dest for a in parser._actions} | {"text"}
+    used = {}
+    try:
+        requests = task.warmup_requests(task.config_class())
+    except NotImplementedError:  # a task still being written: no serving inputs yet
+        return
+    for signature, inputs in requests.items():
+        if signature == "serving_default":
+            continue
+        for name, value in inputs.items():
+            value = np.asarray(value)
+            if name in taken or value.ndim > 1:
+                continue
+            kind = {"i": int, "u": int, "f": float}.get(value.dtype.kind, str)
+            used.setdefault(name, (kind, value.ndim, []))[2].append(signature)
+    for name, (kind, ndim, signatures) in used.items():
+        parser.add_argument("--" + name.replace("_", "-"), dest=SIGNATURE_INPUT_PREFIX + name,
+                            type=kind, nargs="+" if ndim else None, metavar=name.upper(),
+                            help=f"input {name!r} of --signature {'/'.join(signatures)}")
+
+
+def signature_inputs(task, args, loaded, inputs: dict) -> dict:
+    """``inputs`` for ``args.signature``: the derived flags' values added, what the signature
+    does not take left out.
+
+    Raises:
+        errors.InputError: A flag of another signature, or an input no flag gave.
+    """
+    import tensorflow as tf
+
+    from tasks.runner.task import SIGNATURE_INPUT_PREFIX
+
+    given = {k[len(SIGNATURE_INPUT_PREFIX):]: v for k, v in vars(args).items()
+             if k.startswith(SIGNATURE_INPUT_PREFIX) and v is not None}
+    if not given and args.signature == "serving_default":
+        return inputs  # what predict_inputs makes is serving_default's input
+    specs = loaded.input_specs(args.signature)
+    flag = lambda name: "--" + name.replace("_", "-")  # noqa: E731
+    wrong = sorted(flag(n) for n in given if n not in specs)
+    if wrong:
+        raise errors.InputError(f"{', '.join(wrong)}: not inputs of --signature "
+                                f"{args.signature!r}, which takes {sorted(specs)}")
+    out = {k: v for k, v in inputs.items() if k in specs}
+    out.update({name: tf.constant(value, specs[name].dtype) for name, value in given.items()})
+    missing = sorted(flag(n) for n in specs if n not in out)
+    if missing:
+        raise errors.InputError(f"--signature {args.signature!r} needs {', '.join(missing)}")
+    return out
 
 
 def config_from_args(task, args):
@@ -184,26 +248,12 @@ def _print_json_line(metrics: dict) -> None:
 
 
 def _serve(task, args):
-    """``(config, serving function, what keeps it alive)`` of ``--model``: a run directory
-    (its serving module) or an export (the loaded SavedModel)."""
-    import tensorflow as tf
+    """``(config, serving function, what keeps it alive)`` of ``--model`` (a run directory or
+    an export, see :func:`tasks.runner.loading.load`), with the config it was trained with."""
+    from tasks.runner import loading
 
-    from tasks.runner import export as export_lib
-
-    if os.path.exists(os.path.join(args.model, rd.CONFIG)):
-        config, preprocessor, model = rd.load_run(task, args.model)
-        # Keep the module referenced: its tf.function methods hold it only weakly.
-        module = task.serving_module(config, model, preprocessor)
-        names = getattr(module, "signature_names", ("serving_default",))
-        if args.signature not in names:
-            raise errors.InputError(f"--signature {args.signature!r}: the {task.name} serving "
-                                    f"module has {list(names)}")
-        return config, getattr(module, args.signature), module
-    loaded = tf.saved_model.load(export_lib.latest_version_dir(args.model))
-    if args.signature not in loaded.signatures:
-        raise errors.InputError(f"--signature {args.signature!r} is not in the export at "
-                                f"{args.model}; it has {list(loaded.signatures)}")
-    return task.config_class(), loaded.signatures[args.signature], loaded
+    loaded = loading.load(args.model, task)
+    return loaded.config, loaded.signature(args.signature), loaded
 
 
 def predict(task, args) -> list[dict]:
@@ -214,23 +264,25 @@ def predict(task, args) -> list[dict]:
     if not texts and task.empty_result(task.config_class(), "") is not None:
         raise errors.InputError(f"nothing to predict: give {task.name} inputs as arguments or "
                                 f"one per line with --input-file FILE ('-' for stdin)")
-    config, serve, _keep_alive = _serve(task, args)
+    config, serve, loaded = _serve(task, args)
     empty = {i: task.empty_result(config, t) for i, t in enumerate(texts) if not t.strip()}
     empty = {i: r for i, r in empty.items() if r is not None}
+    request = PredictRequest.from_args(args)
 
-    def run(batch, run_args):
-        inputs = task.predict_inputs(config, run_args, batch)
+    def run(batch, run_request):
+        inputs = task.predict_inputs(config, run_request.replace(texts=tuple(batch)))
+        inputs = signature_inputs(task, args, loaded, inputs)
         outputs = serve(**{k: tf.convert_to_tensor(v) for k, v in inputs.items()})
-        return task.show_predictions(config, run_args, inputs, outputs)
+        return task.show_predictions(config, run_request, inputs, outputs)
 
     if not empty:
-        results = run(texts, args)
+        results = run(texts, request)
         if args.json:
             for result in results:
                 print(json.dumps(result, ensure_ascii=False, default=float))
         return results
     positions = [i for i in range(len(texts)) if i not in empty]
-    quiet = argparse.Namespace(**{**vars(args), "json": True, "input_positions": positions})
+    quiet = request.replace(json=True, input_positions=tuple(positions))
     answered = run([texts[i] for i in positions], quiet) if positions else []
     if len(answered) != len(positions):
         raise RuntimeError(f"{task.name}.show_predictions returned {len(answered)} results "
@@ -249,9 +301,11 @@ def predict(task, args) -> list[dict]:
 
 def evaluate(task, args) -> dict:
     """``evaluate``: a split of the run's data, or all of ``--data FILE``."""
-    from tasks.runner import training
+    from tasks.runner import loading, training
 
-    config, preprocessor, model = rd.load_run(task, args.model)
+    rd.require_run(args.model)  # an export has no validation split to score
+    loaded = loading.load(args.model, task)
+    config, preprocessor, model = loaded.config, loaded.preprocessor, loaded.model
     if args.data:
         config = config_lib.override(config, {"data": args.data}, origin="--data",
                                      validate=False)

@@ -26,7 +26,7 @@ import tempfile
 import numpy as np
 import tensorflow as tf
 
-from tasks.runner import errors, serving_check
+from tasks.runner import errors, loading, serving_check
 from tasks.runner import run_dir as rd
 from tasks.runner.serving_check import WARMUP_FILE, as_numpy
 
@@ -286,6 +286,7 @@ def export(task, run_dir: str, export_base: str | None = None, version: int | No
         tmp = tempfile.mkdtemp(prefix=f".{version}{PARTIAL}", dir=export_base)
         try:
             tf.saved_model.save(module, tmp, signatures=signatures)
+            loading.write_config_asset(tmp, task, config)  # predict reads the trained config
             write_warmup(tmp, task.name, requests)
             validate_in_fresh_process(tmp, requests, expected)
             _make_world_readable(tmp)

@@ -20,9 +20,49 @@ Prediction goes through the serving function for both a run directory and an exp
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from typing import Any, Mapping
 
 import tensorflow as tf
+
+#: ``predict`` flags that belong to the runner, not to a task's :class:`PredictRequest` options.
+RUNNER_PREDICT_FLAGS = ("command", "model", "inputs", "input_file", "json", "signature")
+#: ``dest`` prefix of the ``predict`` flags derived from a signature's inputs (runner-owned).
+SIGNATURE_INPUT_PREFIX = "signature_input__"
+
+
+@dataclasses.dataclass(frozen=True)
+class PredictRequest:
+    """What ``predict`` (and a generator's ``generate``) asks of a task, instead of argparse's
+    Namespace.
+
+    Attributes:
+        texts: The raw inputs given (positional arguments or ``--input-file`` lines); blank
+            ones are left out (see :meth:`Task.empty_result`).
+        json: The caller prints JSON lines itself: print nothing for a person.
+        input_positions: When set, the position of each of ``texts`` among all inputs.
+        options: The task's own flags (``add_predict_arguments``), by argparse ``dest``.
+    """
+
+    texts: tuple[str, ...] = ()
+    json: bool = False
+    input_positions: tuple[int, ...] | None = None
+    options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    def option(self, name: str, default: Any = None) -> Any:
+        """The value of the task flag ``name`` (its ``dest``), or ``default`` when absent."""
+        return self.options.get(name, default)
+
+    def replace(self, **changes) -> "PredictRequest":
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace, texts=()) -> "PredictRequest":
+        """The request of a parsed command line: the runner's flags set aside."""
+        values = vars(args)
+        return cls(texts=tuple(texts), json=bool(values.get("json", False)),
+                   options={k: v for k, v in values.items() if k not in RUNNER_PREDICT_FLAGS
+                            and not k.startswith(SIGNATURE_INPUT_PREFIX)})
 
 
 class Preprocessor:
@@ -48,6 +88,8 @@ class Task:
     name: str = ""
     #: The task's frozen config dataclass (a TaskConfig subclass).
     config_class: type = None  # type: ignore[assignment]
+    #: The task's Preprocessor subclass; the default ``load_preprocessor`` calls its ``load``.
+    preprocessor_class: type = None  # type: ignore[assignment]
     #: Validation metric for early stopping / best checkpoint, and its direction.
     monitor: str = "val_loss"
     monitor_mode: str = "min"
@@ -55,6 +97,8 @@ class Task:
     demo_overrides: dict = {}
     #: Raw inputs the demo sends to the export (same form as ``predict_inputs``'s result).
     demo_inputs: dict = {}
+    #: Position in task listings and ``make demo`` (then by name).
+    order: int = 100
 
     # ---- data -------------------------------------------------------------------------
     def load_splits(self, config, evaluation: bool = False) -> Any:
@@ -71,8 +115,12 @@ class Task:
         raise NotImplementedError
 
     def load_preprocessor(self, config, assets_dir: str) -> Preprocessor:
-        """Must: the inverse of ``Preprocessor.save``."""
-        raise NotImplementedError
+        """The inverse of ``Preprocessor.save``: ``preprocessor_class.load(assets_dir, config)``
+        (override only when loading needs more than that)."""
+        if self.preprocessor_class is None:
+            raise NotImplementedError(f"{type(self).__name__} sets no preprocessor_class and "
+                                      "does not override load_preprocessor")
+        return self.preprocessor_class.load(assets_dir, config)
 
     def make_dataset(self, config, preprocessor, split: tf.data.Dataset, training: bool):
         """Must: batched ``(inputs, targets)`` dataset ready for ``model.fit``.
@@ -148,16 +196,19 @@ class Task:
         return {"serving_default": self.warmup_inputs(config)}
 
     def add_predict_arguments(self, parser: argparse.ArgumentParser) -> None:
-        """Extra ``predict`` flags. The runner already adds ``--model``, positional ``inputs``,
-        ``--input-file``, ``--json``."""
+        """Extra ``predict`` flags (they reach the task as ``request.option(dest)``). The runner
+        already adds ``--model``, positional ``inputs``, ``--input-file``, ``--json``,
+        ``--signature`` and a flag per input of the other signatures (:meth:`warmup_requests`
+        names them)."""
 
-    def predict_inputs(self, config, args: argparse.Namespace, texts: list[str]) -> dict[str, Any]:
-        """Raw inputs for ``serving_default`` built from the command line (default: ``text``).
+    def predict_inputs(self, config, request: PredictRequest) -> dict[str, Any]:
+        """Raw inputs for ``serving_default`` built from ``request`` (default: ``text``, its
+        texts).
 
         Raises:
             tasks.runner.errors.InputError: A bad flag value or input (naming it).
         """
-        return {"text": tf.constant(texts, dtype=tf.string)}
+        return {"text": tf.constant(list(request.texts), dtype=tf.string)}
 
     def empty_result(self, config, text: str) -> dict | None:
         """The result for a blank input (empty or only whitespace), or None.
@@ -175,13 +226,13 @@ class Task:
 
         return json.dumps(result, ensure_ascii=False, default=float)
 
-    def show_predictions(self, config, args, inputs: Mapping[str, Any],
+    def show_predictions(self, config, request: PredictRequest, inputs: Mapping[str, Any],
                          outputs: Mapping[str, Any]) -> list[dict]:
-        """Must: print the serving outputs for a person (unless ``args.json``) and return one
-        JSON-able dict per input (printed instead when ``--json``).
+        """Must: print the serving outputs for a person (unless ``request.json``) and return
+        one JSON-able dict per input (printed instead when ``--json``).
 
-        ``args.input_positions``, when set, holds the position of each of ``inputs`` among all
-        inputs (blank inputs are left out of ``inputs``, see :meth:`empty_result`).
+        ``request.input_positions``, when set, holds the position of each of ``inputs`` among
+        all inputs (blank inputs are left out of ``inputs``, see :meth:`empty_result`).
         """
         raise NotImplementedError
 
