@@ -17,8 +17,9 @@ import tensorflow as tf
 
 from pipelines import tags as tagging
 from pipelines.errors import DataError
-from pipelines.readers import conll, dates, music, pairs, plain_text, text_label
+from pipelines.readers import conll, dates, music, pairs, plain_text, text_label, text_stream
 from pipelines.readers._common import RawSplits, check_options
+from pipelines.streaming import StreamedSplits
 from pipelines.readers.evaluation import evaluation_splits
 
 TASKS = ("sentiment", "ner", "char_generation", "music_generation", "seq2seq")
@@ -106,6 +107,10 @@ def load(task: str, source: str | None = None, *, seed: int = 1337, max_examples
         raw = evaluation_splits(task, source, dict(options))
     if raw is None:
         raw = _RAW[task](source, seed=seed, max_examples=max_examples, options=dict(options))
+        if isinstance(raw, StreamedSplits):  # already datasets, capped, counted
+            info = {"task": task, "source": source, "synthetic": False, "seed": seed,
+                    "max_examples": max_examples, **raw.info}
+            return Splits(raw.train, raw.validation, raw.test, info)
         raw = _cap(raw, max_examples)
     splits, info = _BUILD[task](raw, options)
     info = {"task": task, "source": source, "synthetic": False, "seed": seed,
@@ -169,6 +174,9 @@ def _raw_sentiment(source, *, seed, max_examples, options) -> RawSplits:
         from pipelines.readers.tfds_sources import tfds_sentiment
 
         return tfds_sentiment(source[len("tfds:"):], seed=seed, options=options)
+    if os.path.isfile(source):  # read lazily (pipelines.readers.text_stream)
+        return text_stream.sentiment_file_splits(source, seed=seed, options=options,
+                                                 max_examples=max_examples)
     return text_label.sentiment_splits(source, seed=seed, options=options,
                                        max_examples=max_examples)
 
@@ -202,7 +210,9 @@ def _raw_ner(source, *, seed, max_examples, options) -> RawSplits:
 
 
 def _raw_char(source, *, seed, max_examples, options) -> RawSplits:
-    _resolve("char_generation", source)
+    if _resolve("char_generation", source) == "path":  # read lazily
+        return text_stream.char_file_splits(source, seed=seed, options=options,
+                                            max_examples=max_examples)
     return plain_text.char_splits(source, seed=seed, options=options)
 
 
