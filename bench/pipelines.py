@@ -46,6 +46,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+import tasks.runner.registry  # noqa: E402,F401 (the tasks register their data sources)
 from pipelines import batching, sources  # noqa: E402
 from pipelines.vocab import CharVocabulary, LabelLookup, TokenVocabulary, WordVectorizer  # noqa: E402,E501
 

@@ -4,30 +4,28 @@ Readers (``pipelines.readers``) produce plain-Python splits; this module caps th
 them into ``tf.data`` datasets of dicts and counts what is in them. Splits are made by the
 readers with a seeded shuffle (or by file/stream), so the same seed always gives the same
 examples in the same order, and the test split never feeds anything fitted on train.
+
+Which readers serve which task is not known here: each task registers a :class:`TaskData`
+(its named sources, default, raw-split and dataset builders) with :func:`register`, and a
+task not registered yet is looked up through the finders added with :func:`add_finder`
+(``tasks.runner.registry`` adds one that imports the task's module), so ``pipelines`` never
+imports ``tasks``.
 """
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import os
+from typing import Callable
 
 import numpy as np
 import tensorflow as tf
 
-from pipelines import tags as tagging
 from pipelines.errors import DataError
-from pipelines.readers import conll, dates, music, pairs, plain_text, text_label, text_stream
-from pipelines.readers._common import RawSplits, check_options
-from pipelines.streaming import StreamedSplits
+from pipelines.readers._common import RawSplits
 from pipelines.readers.evaluation import evaluation_splits
+from pipelines.streaming import StreamedSplits
 
-TASKS = ("sentiment", "ner", "char_generation", "music_generation", "seq2seq")
-DEFAULTS = {"sentiment": "imdb", "ner": "synthetic", "char_generation": "names",
-            "music_generation": "bach", "seq2seq": "dates"}
-NAMED = {"sentiment": ("imdb", "rotten_tomatoes"), "ner": ("synthetic", "conll2003"),
-         "char_generation": ("names", "shakespeare"), "music_generation": ("bach",),
-         "seq2seq": ("dates",)}
 SPLITS = ("train", "validation", "test")
 
 
@@ -51,33 +49,99 @@ class Splits:
     info: dict
 
 
+@dataclasses.dataclass(frozen=True)
+class TaskData:
+    """Where one task's data comes from: what a task registers with :func:`register`.
+
+    Attributes:
+        task: The task's name (``load``'s first argument).
+        named: Named sources (built in or downloaded), the default among them.
+        default: The source ``load`` uses when given none.
+        raw: ``(source, *, seed, max_examples, options) -> RawSplits``: reads and splits.
+        build: ``(raw, options) -> (datasets, info)``: ``{split: tf.data.Dataset of dicts}``
+            (the task's element structure, documented in its module) and its counts.
+        read_whole: ``(path, options) -> (examples, info)``: one file read whole for
+            ``evaluate --data FILE``; None: such a file loads as for training.
+        whole_directories: A directory, too, is read whole by ``read_whole`` (music's form
+            of a file: a folder of MIDI files).
+        evaluation_directory: ``(path, options) -> RawSplits``: a corpus directory for
+            evaluation (e.g. CoNLL's, which needs no training file there); None: as for
+            training.
+        tfds: ``tfds:NAME`` sources are allowed.
+        path_prefix: A prefix a path source may carry (e.g. ``"pairs:"``), stripped off.
+    """
+
+    task: str
+    named: tuple[str, ...]
+    default: str
+    raw: Callable[..., RawSplits]
+    build: Callable[[RawSplits, dict], tuple[dict, dict]]
+    read_whole: Callable[[str, dict], tuple[list, dict]] | None = None
+    whole_directories: bool = False
+    evaluation_directory: Callable[[str, dict], RawSplits] | None = None
+    tfds: bool = False
+    path_prefix: str = ""
+
+    def path(self, source: str) -> str:
+        """``source`` as a filesystem path (without :attr:`path_prefix`)."""
+        if self.path_prefix and source.startswith(self.path_prefix):
+            return source[len(self.path_prefix):]
+        return source
+
+
+_REGISTRY: dict[str, TaskData] = {}
+_FINDERS: list[Callable[[str], None]] = []
+
+
+def register(data: TaskData) -> TaskData:
+    """Makes ``data.task`` loadable by :func:`load`; registering the same task again replaces
+    it (a module reloaded). Returns ``data``."""
+    if not isinstance(data, TaskData):
+        raise TypeError(f"register() takes a TaskData, got {type(data).__name__}")
+    _REGISTRY[data.task] = data
+    return data
+
+
+def add_finder(finder: Callable[[str], None]) -> None:
+    """Adds ``finder(task)``, called for a task not registered yet so that it can import the
+    module that registers it (finders must not raise for names they do not know)."""
+    if finder not in _FINDERS:
+        _FINDERS.append(finder)
+
+
+def registered() -> tuple[str, ...]:
+    """The tasks registered so far, in registration order."""
+    return tuple(_REGISTRY)
+
+
+def task_data(task: str) -> TaskData:
+    """The registered :class:`TaskData` of ``task``, asking the finders if needed.
+
+    Raises:
+        ValueError: No finder knows ``task``.
+    """
+    if task not in _REGISTRY:
+        for finder in list(_FINDERS):
+            finder(task)
+            if task in _REGISTRY:
+                break
+    if task not in _REGISTRY:
+        raise ValueError(f"unknown task {task!r}; expected one of {registered()}")
+    return _REGISTRY[task]
+
+
 def load(task: str, source: str | None = None, *, seed: int = 1337, max_examples: int = 0,
          evaluation: bool = False, **options) -> Splits:
     """Loads ``task``'s data from ``source``.
 
-    Element structure (each split is a ``tf.data.Dataset`` of dicts, in a fixed order):
-
-    * sentiment: ``{"text": string [], "label": int32 []}``; sources ``imdb`` (default),
-      ``rotten_tomatoes``, ``tfds:imdb_reviews``, a CSV/TSV/JSONL file (options
-      ``text_column``, ``label_column``, ``class_names``) or an aclImdb-style directory.
-    * ner: ``{"tokens": string [None], "tags": string [None], "document": int64 []}``
-      (``document``: the sentence's ``-DOCSTART-`` document in its file; a sentence outside
-      any document gets a negative id of its own); sources ``synthetic``
-      (default, offline), ``conll2003`` / ``tfds:NAME`` (online), a CoNLL directory or file.
-      Options ``scheme`` (target, default "IOB2"), ``repair`` (default False),
-      ``input_scheme`` (default detected).
-    * char_generation: ``{"text": string []}``; sources ``names`` (default, lines mode),
-      ``shakespeare`` (continuous), a text file (option ``mode``).
-    * music_generation: ``{"notes": float32 [None, 3]}`` (pitch, step, duration); sources
-      ``bach`` (default; options ``voices``, ``unit``), a directory of MIDI files (``unit``).
-    * seq2seq: ``{"source": string [], "target": string []}``; sources ``dates`` (default;
-      options ``locales``, ``num_examples``), ``pairs:PATH`` or a TSV path (options
-      ``lowercase``, ``max_length``, ``reverse``).
+    Each split is a ``tf.data.Dataset`` of dicts, in a fixed order; a task's keys, named
+    sources and options are documented in the module that registers its :class:`TaskData`
+    (the built-in tasks: ``tasks/<task>_data.py``).
 
     Args:
-        task: One of :data:`TASKS`.
-        source: A named source, ``tfds:NAME``, ``pairs:PATH`` or a filesystem path;
-            None or "" means the task's default (:data:`DEFAULTS`).
+        task: A registered task (:func:`task_data`).
+        source: A named source, ``tfds:NAME``, a prefixed path or a filesystem path;
+            None or "" means the task's default (:attr:`TaskData.default`).
         seed: Fixes the split and the order of examples.
         max_examples: If > 0, keep the first ``max_examples`` training examples and the
             first ``max(1, max_examples // 4)`` validation and test examples.
@@ -86,7 +150,7 @@ def load(task: str, source: str | None = None, *, seed: int = 1337, max_examples
             both ``validation`` and ``test``, ``train`` is empty, ``info["whole_file"]``),
             a CoNLL directory needs no training file (``validation`` may then be None), and
             ``max_examples`` does not apply.
-        **options: Source options (listed above); unknown ones raise ValueError.
+        **options: Source options (the task's); unknown ones raise ValueError.
 
     Returns:
         The :class:`Splits`.
@@ -95,24 +159,23 @@ def load(task: str, source: str | None = None, *, seed: int = 1337, max_examples
         ValueError: Unknown task, source or option.
         pipelines.errors.DataError: Bad input data (naming file, line and value).
     """
-    if task not in TASKS:
-        raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
-    source = source or DEFAULTS[task]
+    data = task_data(task)
+    source = source or data.default
     if not isinstance(max_examples, int) or max_examples < 0:
         raise ValueError(f"max_examples must be an int >= 0, got {max_examples!r}")
     raw = None
     if evaluation:
-        _resolve(task, source)
+        resolve(task, source)
         max_examples = 0
-        raw = evaluation_splits(task, source, dict(options))
+        raw = evaluation_splits(data, source, dict(options))
     if raw is None:
-        raw = _RAW[task](source, seed=seed, max_examples=max_examples, options=dict(options))
-        if isinstance(raw, StreamedSplits):  # already datasets, capped, counted
+        raw = data.raw(source, seed=seed, max_examples=max_examples, options=dict(options))
+        if isinstance(raw, StreamedSplits):  # already datasets, capped and counted
             info = {"task": task, "source": source, "synthetic": False, "seed": seed,
                     "max_examples": max_examples, **raw.info}
             return Splits(raw.train, raw.validation, raw.test, info)
         raw = _cap(raw, max_examples)
-    splits, info = _BUILD[task](raw, options)
+    splits, info = data.build(raw, options)
     info = {"task": task, "source": source, "synthetic": False, "seed": seed,
             "max_examples": max_examples, **raw.info, **info,
             "examples": {s: len(x) for s, x in _named(raw).items()}}
@@ -153,81 +216,25 @@ def describe(splits: Splits) -> str:
     return "\n".join(lines)
 
 
-# ----------------------------------------------------------------------------- raw splits
+# ----------------------------------------------------------------------------- for TaskData
 
-def _resolve(task: str, source: str) -> str:
+def resolve(task: str, source: str) -> str:
     """"named", "tfds" or "path"; a clear error for anything else."""
-    if source in NAMED[task]:
+    data = task_data(task)
+    if source in data.named:
         return "named"
-    if source.startswith("tfds:") and task in ("sentiment", "ner"):
+    if source.startswith("tfds:") and data.tfds:
         return "tfds"
-    path = source[len("pairs:"):] if task == "seq2seq" and source.startswith("pairs:") else source
+    path = data.path(source)
     if os.path.exists(path):
         return "path"
-    raise DataError(f"unknown {task} source {source!r}: not one of {NAMED[task]}"
-                     + (", not tfds:NAME" if task in ("sentiment", "ner") else "")
+    raise DataError(f"unknown {task} source {source!r}: not one of {data.named}"
+                     + (", not tfds:NAME" if data.tfds else "")
                      + f" and no file or directory {path!r}")
 
 
-def _raw_sentiment(source, *, seed, max_examples, options) -> RawSplits:
-    if _resolve("sentiment", source) == "tfds":
-        from pipelines.readers.tfds_sources import tfds_sentiment
-
-        return tfds_sentiment(source[len("tfds:"):], seed=seed, options=options)
-    if os.path.isfile(source):  # read lazily (pipelines.readers.text_stream)
-        return text_stream.sentiment_file_splits(source, seed=seed, options=options,
-                                                 max_examples=max_examples)
-    return text_label.sentiment_splits(source, seed=seed, options=options,
-                                       max_examples=max_examples)
-
-
-def _raw_ner(source, *, seed, max_examples, options) -> RawSplits:
-    kind = _resolve("ner", source)
-    if kind == "tfds" or source == "conll2003":
-        from pipelines.readers.tfds_sources import tfds_ner
-
-        name = source[len("tfds:"):] if kind == "tfds" else source
-        return tfds_ner(name, seed=seed, options=options)
-    if source == "synthetic":
-        from pipelines import synthetic_ner
-
-        check_options(options, ("scheme", "repair", "input_scheme", "num_examples", "locales"),
-                      source)
-        counts = dict(synthetic_ner.DEFAULT_COUNTS)
-        if options.get("num_examples"):
-            counts["train"] = int(options["num_examples"])
-        if max_examples:
-            cap = max(1, max_examples // 4)
-            counts = {"train": min(counts["train"], max_examples),
-                      "validation": min(counts["validation"], cap),
-                      "test": min(counts["test"], cap)}
-        out = synthetic_ner.synthetic_splits(seed=seed, counts=counts,
-                                             locales=options.get("locales"))
-        return RawSplits(out["train"], out["validation"], out["test"], {
-            "source": source, "synthetic": True,
-            "split_policy": "generated per split from independent seeded streams"})
-    return conll.ner_splits(source, seed=seed, options=options)
-
-
-def _raw_char(source, *, seed, max_examples, options) -> RawSplits:
-    if _resolve("char_generation", source) == "path":  # read lazily
-        return text_stream.char_file_splits(source, seed=seed, options=options,
-                                            max_examples=max_examples)
-    return plain_text.char_splits(source, seed=seed, options=options)
-
-
-def _raw_music(source, *, seed, max_examples, options) -> RawSplits:
-    _resolve("music_generation", source)
-    return music.music_splits(source, seed=seed, max_examples=max_examples, options=options)
-
-
-def _raw_seq2seq(source, *, seed, max_examples, options) -> RawSplits:
-    if _resolve("seq2seq", source) == "named":
-        return dates.dates_splits(seed=seed, max_examples=max_examples, options=options)
-    return pairs.pairs_splits(source, seed=seed, options=options)
-
-
 def _named(raw: RawSplits) -> dict[str, list]:
+    """``{split: examples}`` of the splits ``raw`` has."""
     out = {"train": raw.train}
     if raw.validation is not None:
         out["validation"] = raw.validation
@@ -269,92 +276,5 @@ def _strings(values: list[str]) -> tf.Tensor:
     return tf.constant(values, tf.string, shape=[len(values)])
 
 
-def _build_sentiment(raw: RawSplits, options) -> tuple[dict, dict]:
-    names = raw.info["class_names"]
-    out, info = {}, {"tokens": {}, "class_counts": {}, "num_classes": len(names)}
-    for split, examples in _named(raw).items():
-        texts = [t for t, _ in examples]
-        labels = [y for _, y in examples]
-        out[split] = tf.data.Dataset.from_tensor_slices(
-            {"text": _strings(texts), "label": tf.constant(labels, tf.int32, [len(labels)])})
-        info["tokens"][split] = sum(len(t.split()) for t in texts)
-        counts = collections.Counter(labels)
-        info["class_counts"][split] = [counts.get(i, 0) for i in range(len(names))]
-    info["vocab_size_estimate"] = len({w for t, _ in raw.train for w in t.lower().split()})
-    return out, info
-
-
-def _build_ner(raw: RawSplits, options) -> tuple[dict, dict]:
-    target = tagging.normalize_scheme(options.get("scheme", "IOB2"))
-    repair = bool(options.get("repair", False))
-    named = {s: [x if isinstance(x, conll.Sentence) else conll.Sentence(x[0], x[1], None,
-                                                                        raw.info["source"])
-                 for x in xs] for s, xs in _named(raw).items()}
-    scheme = options.get("input_scheme") or tagging.detect_scheme(
-        [s.tags for xs in named.values() for s in xs])
-    scheme = tagging.normalize_scheme(scheme)
-    out, info = {}, {"tokens": {}, "entities": {}, "scheme": scheme, "target_scheme": target}
-    types = set()
-    for split, sentences in named.items():
-        converted = [tagging.convert(s.tags, scheme, target, repair=repair, path=s.path,
-                                     lines=s.lines) for s in sentences]
-        tokens = [s.tokens for s in sentences]
-        # A sentence outside any -DOCSTART- document is a document of its own (id < 0).
-        documents = [s.document if s.document >= 0 else -1 - i for i, s in enumerate(sentences)]
-        out[split] = tf.data.Dataset.from_tensor_slices(
-            {"tokens": _ragged(tokens, tf.string), "tags": _ragged(converted, tf.string),
-             "document": tf.constant(documents, tf.int64)}
-        ).map(_dense)
-        spans = [tagging.to_spans(t, target) for t in converted]
-        counts = collections.Counter(kind for sp in spans for kind, _, _ in sp)
-        types.update(counts)
-        info["entities"][split] = dict(sorted(counts.items()))
-        info["tokens"][split] = sum(len(t) for t in tokens)
-    # Entity types from every split: a tag inventory is label metadata, not a fitted
-    # vocabulary, and a test tag missing from it would break evaluation.
-    info["tag_names"] = tagging.tag_names(sorted(types), target)
-    info["num_tags"] = len(info["tag_names"])
-    info["vocab_size_estimate"] = len({t for s in named["train"] for t in s.tokens})
-    return out, info
-
-
-def _build_char(raw: RawSplits, options) -> tuple[dict, dict]:
-    out, info = {}, {"characters": {}}
-    for split, texts in _named(raw).items():
-        out[split] = tf.data.Dataset.from_tensor_slices({"text": _strings(texts)})
-        info["characters"][split] = sum(len(t) for t in texts)
-    info["vocab_size_estimate"] = len(set("".join(raw.train)))
-    return out, info
-
-
-def _build_music(raw: RawSplits, options) -> tuple[dict, dict]:
-    out, info = {}, {"notes": {}}
-    for split, pieces in _named(raw).items():
-        out[split] = tf.data.Dataset.from_tensor_slices(
-            {"notes": _ragged(pieces, tf.float32, (3,))}).map(_dense)
-        info["notes"][split] = sum(len(p) for p in pieces)
-    pitches = np.concatenate([p[:, 0] for p in raw.train]) if raw.train else np.zeros(1)
-    info["pitch_range"] = [int(pitches.min()), int(pitches.max())]
-    info["vocab_size_estimate"] = len(np.unique(pitches))
-    return out, info
-
-
-def _build_seq2seq(raw: RawSplits, options) -> tuple[dict, dict]:
-    out, info = {}, {"tokens": {}, "characters": {}}
-    for split, examples in _named(raw).items():
-        src, tgt = [s for s, _ in examples], [t for _, t in examples]
-        out[split] = tf.data.Dataset.from_tensor_slices(
-            {"source": _strings(src), "target": _strings(tgt)})
-        info["tokens"][split] = sum(len(s.split()) + len(t.split()) for s, t in examples)
-        info["characters"][split] = sum(len(s) + len(t) for s, t in examples)
-    info["source_vocab_size_estimate"] = len({w for s, _ in raw.train for w in s.split()})
-    info["target_vocab_size_estimate"] = len({w for _, t in raw.train for w in t.split()})
-    info["source_chars"] = len({c for s, _ in raw.train for c in s})
-    info["target_chars"] = len({c for _, t in raw.train for c in t})
-    return out, info
-
-
-_RAW = {"sentiment": _raw_sentiment, "ner": _raw_ner, "char_generation": _raw_char,
-        "music_generation": _raw_music, "seq2seq": _raw_seq2seq}
-_BUILD = {"sentiment": _build_sentiment, "ner": _build_ner, "char_generation": _build_char,
-          "music_generation": _build_music, "seq2seq": _build_seq2seq}
+# Public names for the task modules' builders (the underscored ones stay for this module).
+named_splits, dense, ragged, strings = _named, _dense, _ragged, _strings

@@ -29,6 +29,7 @@ import tensorflow as tf
 from models.language_model import build_char_language_model
 from pipelines import batching, sources
 from pipelines.vocab import END_ID, OOV_ID, PAD_ID, START_ID, CharVocabulary
+from tasks import char_generation_data  # noqa: F401 (registers the task's data sources)
 from tasks.char_generation_serving import CharGenerationServing
 from tasks.runner.cli import main
 from tasks.runner.config import TaskConfig

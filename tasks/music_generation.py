@@ -36,6 +36,7 @@ from models.music_language_model import (
 )
 from pipelines import batching, sources
 from pipelines.readers.music import UNITS, VOICES, read_midi, write_midi
+from tasks import music_generation_data  # noqa: F401 (registers the task's data sources)
 from tasks.music_generation_serving import MusicGenerationServing
 from tasks.runner.cli import main
 from tasks.runner.config import TaskConfig

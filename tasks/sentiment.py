@@ -20,6 +20,7 @@ import tensorflow as tf
 from models.classifier import POOLINGS, build_sequence_classifier
 from pipelines import batching, sources
 from pipelines.vocab import WordVectorizer
+from tasks import sentiment_data  # noqa: F401 (registers the task's data sources)
 from tasks.runner.cli import main
 from tasks.runner.config import TaskConfig
 from tasks.runner.task import Preprocessor, Task

@@ -23,6 +23,7 @@ import tensorflow as tf
 from models.seq2seq import ATTENTIONS, build_seq2seq_model
 from pipelines import batching, sources
 from pipelines.vocab import END_ID, START_ID, CharVocabulary, WordVectorizer
+from tasks import seq2seq_data  # noqa: F401 (registers the task's data sources)
 from tasks.runner.cli import main
 from tasks.runner.config import TaskConfig
 from tasks.runner.task import Preprocessor, Task

@@ -55,6 +55,8 @@ class Task:
     demo_overrides: dict = {}
     #: Raw inputs the demo sends to the export (same form as ``predict_inputs``'s result).
     demo_inputs: dict = {}
+    #: Position in task listings and ``make demo`` (then by name).
+    order: int = 100
 
     # ---- data -------------------------------------------------------------------------
     def load_splits(self, config, evaluation: bool = False) -> Any:

@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 from pipelines import batching, sources, streaming
-from pipelines.readers import text_label, text_stream
+from pipelines.readers import plain_text, text_label, text_stream
 from pipelines.vocab import CharVocabulary, WordVectorizer
 
 SPLITS = ("train", "validation", "test")
@@ -86,7 +86,7 @@ def test_streamed_and_in_memory_char_text_agree(tmp_path, mode):
     vocabularies = [CharVocabulary().adapt(r.train.map(lambda e: e["text"])).get_vocabulary()
                     for r in runs]
     assert vocabularies[0] == vocabularies[1]
-    old = sources.plain_text.char_splits(str(path), seed=2, options={"mode": mode})
+    old = plain_text.char_splits(str(path), seed=2, options={"mode": mode})
     if mode == "continuous":  # the same chunks as the whole-text reader, in the same order
         assert [r[0].decode() for r in _rows(runs[0].train)] == old.train
     else:
