@@ -190,6 +190,13 @@ def cache_target(split: tf.data.Dataset, cache_dir: str = "", key=None) -> bool 
     return bool(split.cardinality() >= 0)
 
 
+def cached(ds: tf.data.Dataset, target: bool | str) -> tf.data.Dataset:
+    """``ds`` cached as :func:`cache_target` said: in memory (True), in files (a path) or not."""
+    if target is True:
+        return ds.cache()
+    return ds.cache(target) if target else ds
+
+
 def _window_indices(starts, width):
     return starts[:, tf.newaxis] + tf.range(width)[tf.newaxis, :]
 
@@ -329,5 +336,5 @@ def padding_stats(ds: tf.data.Dataset, select: Callable | None = None, pad_id: i
     return padded / total
 
 
-__all__ = ["bucket_batch", "cache_target", "finalize", "length_boundaries", "lm_windows", "padding_stats",
+__all__ = ["bucket_batch", "cache_target", "cached", "finalize", "length_boundaries", "lm_windows", "padding_stats",
            "teacher_forcing"]

@@ -28,8 +28,9 @@ import tensorflow as tf
 from pipelines.errors import DataError
 
 #: Sources smaller than this (bytes) are read into memory once, then sliced
-#: (``from_tensor_slices``): measured 2-4x faster per epoch than the Python generator on the
-#: test fixtures and embedded corpora, and their size is bounded. Larger ones stream.
+#: (``from_tensor_slices``): one pass over the train split of a generated 5 MB file took
+#: 0.035 s vs 0.645 s streamed (sentiment CSV) and 0.066 s vs 1.207 s (char text), about 18x
+#: faster, on this 2-core machine under load. Larger sources stream.
 IN_MEMORY_MAX_BYTES = 64 * 2 ** 20
 
 _MASK64 = (1 << 64) - 1
@@ -159,9 +160,32 @@ def decoded_lines(path: str, start: int = 0, first_line: int = 1
             number += 1
 
 
+#: Elements handed from the Python generator to tf.data at a time (then unbatched): one
+#: hand-over per element costs more than reading the element.
+GENERATOR_BLOCK = 256
+
+
 def generator_dataset(make_iterator: Callable[[], Iterator], signature) -> tf.data.Dataset:
-    """A dataset that calls ``make_iterator()`` afresh for every pass (every epoch)."""
-    return tf.data.Dataset.from_generator(make_iterator, output_signature=signature)
+    """A dataset that calls ``make_iterator()`` afresh for every pass (every epoch).
+
+    Elements cross from Python in blocks of :data:`GENERATOR_BLOCK` (one ``[block]`` tensor per
+    field) and are unbatched, in order.
+    """
+    specs = tf.nest.flatten(signature)
+
+    def blocks():
+        rows = []
+        for row in make_iterator():
+            rows.append(tf.nest.flatten(row))
+            if len(rows) == GENERATOR_BLOCK:
+                yield tf.nest.pack_sequence_as(signature, [list(c) for c in zip(*rows)])
+                rows = []
+        if rows:
+            yield tf.nest.pack_sequence_as(signature, [list(c) for c in zip(*rows)])
+
+    block_signature = tf.nest.pack_sequence_as(signature, [
+        tf.TensorSpec([None, *spec.shape], spec.dtype) for spec in specs])
+    return tf.data.Dataset.from_generator(blocks, output_signature=block_signature).unbatch()
 
 
 def materialise(make_iterator: Callable[[], Iterator], signature) -> tf.data.Dataset:
@@ -180,6 +204,6 @@ def total_bytes(paths: Sequence[str]) -> int:
     return sum(os.path.getsize(p) for p in paths)
 
 
-__all__ = ["IN_MEMORY_MAX_BYTES", "LineIndex", "StreamedSplits", "decoded_lines",
+__all__ = ["GENERATOR_BLOCK", "IN_MEMORY_MAX_BYTES", "LineIndex", "StreamedSplits", "decoded_lines",
            "generator_dataset", "materialise", "record_hashes",
            "seeded_order", "split_records", "total_bytes"]

@@ -152,9 +152,7 @@ class SentimentTask(Task):
         # in-memory sources, on disk with --set cache=DIR, else (streamed) each epoch.
         ds = (ds.batch(256).map(encode, num_parallel_calls=tf.data.AUTOTUNE).unbatch()
               .map(at_least_one_step))
-        cache = batching.cache_target(split, config.cache, config)
-        if cache:
-            ds = ds.cache() if cache is True else ds.cache(cache)
+        ds = batching.cached(ds, batching.cache_target(split, config.cache, config))
         if training:
             ds = ds.shuffle(8192, seed=config.seed, reshuffle_each_iteration=True)
         # Bucketing by length pads far fewer tokens than padding every batch to max_length.
