@@ -9,8 +9,8 @@ For each task and size it writes a corpus into a temporary directory (deleted af
 ``--max-examples`` training examples (a quarter of that for validation), ``steps_per_epoch``
 steps. The index pass (every record checked, offsets and counts kept) and the seeded split
 read the WHOLE corpus; training, counting and validation read only the capped examples,
-fetched lazily from the file (full passes over 1 GB take hours on 2 shared cores). It records the child's peak RSS (``getrusage(RUSAGE_CHILDREN)`` of a wrapper
-process per run). The last stdout line is one JSON object: peak MB per task and size, the
+fetched lazily from the file (full passes over 1 GB take hours on 2 shared cores). It records
+the child's peak RSS (``getrusage(RUSAGE_CHILDREN)`` of a wrapper process per run). The last stdout line is one JSON object: peak MB per task and size, the
 largest/smallest ratio per task (goal <= 1.5 for 1 GB vs 100 MB) and whether the 3 GB text
 trained.
 """
@@ -81,8 +81,9 @@ def run_train(task: str, data: str, out: str, steps: int, vocab_examples: int,
               max_examples: int, timeout: float) -> dict:
     """One ``train`` in a child process: peak RSS (MB), seconds, return code."""
     cmd = [sys.executable, "-m", f"tasks.{task}", "train", "--data", data, "--output", out,
-           "--epochs", "1", "--quiet", "--max-examples", str(max_examples), "--set", f"steps_per_epoch={steps}",
-           "--set", f"vocab_max_examples={vocab_examples}", *RUN[task]]
+           "--epochs", "1", "--quiet", "--max-examples", str(max_examples),
+           "--set", f"steps_per_epoch={steps}", "--set", f"vocab_max_examples={vocab_examples}",
+           *RUN[task]]
     env = dict(os.environ, KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="2")
     start = time.perf_counter()
     proc = subprocess.run([sys.executable, "-c", _WRAPPER, *cmd], cwd=REPO, env=env,
@@ -109,7 +110,8 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes_mb.split(",") if s]
     root = tempfile.mkdtemp(prefix="task_memory-", dir=args.tmp)
-    result = {"sizes_mb": sizes, "max_examples": args.max_examples, "steps": args.steps, "peak_rss_mb": {}, "seconds": {}, "ratio": {}, "goal_ratio": 1.5}
+    result = {"sizes_mb": sizes, "max_examples": args.max_examples, "steps": args.steps,
+              "peak_rss_mb": {}, "seconds": {}, "ratio": {}, "goal_ratio": 1.5}
     try:
         plan = [(task, size) for task in args.tasks.split(",") for size in sizes]
         if args.with_3gb:

@@ -336,5 +336,5 @@ def padding_stats(ds: tf.data.Dataset, select: Callable | None = None, pad_id: i
     return padded / total
 
 
-__all__ = ["bucket_batch", "cache_target", "cached", "finalize", "length_boundaries", "lm_windows", "padding_stats",
-           "teacher_forcing"]
+__all__ = ["bucket_batch", "cache_target", "cached", "finalize", "length_boundaries",
+           "lm_windows", "padding_stats", "teacher_forcing"]
