@@ -11,8 +11,8 @@ steps. The index pass (every record checked, offsets and counts kept) and the se
 read the WHOLE corpus; training, counting and validation read only the capped examples,
 fetched lazily from the file (full passes over 1 GB take hours on 2 shared cores). It records
 the child's peak RSS (``getrusage(RUSAGE_CHILDREN)`` of a wrapper process per run). The last
-stdout line is one JSON object: peak MB per task and size, the largest/smallest ratio per task (goal <= 1.5 for 1 GB vs 100 MB) and whether the 3 GB text
-trained.
+stdout line is one JSON object: peak MB per task and size, the largest/smallest ratio per task
+(goal <= 1.5 for 1 GB vs 100 MB) and whether the 3 GB text trained.
 """
 
 from __future__ import annotations
