@@ -18,6 +18,7 @@ them: both go through :func:`split_records`.
 
 from __future__ import annotations
 
+import array
 import dataclasses
 import os
 from typing import Callable, Iterator, Sequence
@@ -111,7 +112,10 @@ class LineIndex:
 
     def __init__(self, paths: Sequence[str]):
         self.paths = [str(p) for p in paths]
-        self._file_ids, self._offsets, self._lines = [], [], []
+        # array.array, not lists: 4-8 bytes an entry instead of ~36 (pointer + int object),
+        # which made a 3 GB corpus' index the largest thing in memory.
+        self._file_ids, self._offsets, self._lines = array.array("i"), array.array("q"), \
+            array.array("q")
         self.file_ids = self.offsets = self.lines = None
 
     def add(self, file_id: int, offset: int, line: int) -> None:
@@ -120,10 +124,9 @@ class LineIndex:
         self._lines.append(line)
 
     def freeze(self) -> "LineIndex":
-        # Python int lists cost ~28 bytes an entry; numpy arrays 8 (4 for file ids).
-        self.file_ids = np.asarray(self._file_ids, np.int32)
-        self.offsets = np.asarray(self._offsets, np.int64)
-        self.lines = np.asarray(self._lines, np.int64)
+        self.file_ids = np.frombuffer(self._file_ids, np.int32).copy()
+        self.offsets = np.frombuffer(self._offsets, np.int64).copy()
+        self.lines = np.frombuffer(self._lines, np.int64).copy()
         self._file_ids = self._offsets = self._lines = None
         return self
 

@@ -9,6 +9,7 @@ memory; the default picks by size).
 
 from __future__ import annotations
 
+import array
 import collections
 import csv
 import json
@@ -55,9 +56,9 @@ def _datasets(parts, make, signature, stream):
 def _index_labelled(path: str, text_column: str, label_column: str, clean: bool):
     """Index pass of a CSV/TSV/JSONL file: offsets, label strings and token counts."""
     index = streaming.LineIndex([path])
-    labels: list[int] = []            # label code per record (position in `names`)
+    labels = array.array("i")         # label code per record (position in `names`)
     names: dict[str, int] = {}
-    tokens: list[int] = []
+    tokens = array.array("q")
     counts: collections.Counter = collections.Counter()
     first: dict[str, int] = {}
     json_file = pathlib.Path(path).suffix.lower() in _JSON
@@ -80,8 +81,8 @@ def _index_labelled(path: str, text_column: str, label_column: str, clean: bool)
         tokens.append(len((clean_text(body) if clean else body).split()))
     if not len(labels):
         raise DataError("no examples", path)
-    return index.freeze(), np.asarray(labels, np.int32), names, counts, first, \
-        np.asarray(tokens, np.int64)
+    return index.freeze(), np.frombuffer(labels, np.int32), names, counts, first, \
+        np.frombuffer(tokens, np.int64)
 
 
 def _json_records(lines, path, text_column, label_column):
@@ -262,13 +263,13 @@ def char_file_splits(source: str, *, seed: int, options: dict, max_examples: int
     max_chars = options.get("max_chunk_chars", MAX_CHUNK_CHARS)
     paths = text_files(source)
     index = streaming.LineIndex(paths)
-    sizes = []
+    sizes = array.array("q")
     for file_id, path in enumerate(paths):
         for offset, number, text in _records(streaming.decoded_lines(path), mode, max_chars):
             index.add(file_id, offset, number)
             sizes.append(len(text))
     index.freeze()
-    sizes = np.asarray(sizes, np.int64)
+    sizes = np.frombuffer(sizes, np.int64)
     n = len(index)
     if mode == "lines":
         if not n:
