@@ -134,8 +134,9 @@ def main(argv=None) -> dict:
             peaks = [result["peak_rss_mb"].get(f"{task}_{s}mb") for s in (min(sizes), max(sizes))]
             if len(sizes) > 1 and all(peaks):
                 result["ratio"][task] = round(peaks[1] / peaks[0], 3)
-        result["meets_goal"] = bool(result["ratio"]) and all(
-            r <= result["goal_ratio"] for r in result["ratio"].values())
+        # None: no ratio to judge (a single size).
+        result["meets_goal"] = all(r <= result["goal_ratio"] for r in result["ratio"].values()) \
+            if result["ratio"] else None
     finally:
         shutil.rmtree(root, ignore_errors=True)
     print(json.dumps(result))
