@@ -12,6 +12,10 @@ Padding uses id 0 (``pipelines.vocab.PAD_ID``) so ``Embedding(mask_zero=True)`` 
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
+import os
 from typing import Callable
 
 import numpy as np
@@ -142,6 +146,55 @@ def finalize(ds: tf.data.Dataset, shuffle_buffer: int = 0, seed: int | None = No
         options.deterministic = bool(deterministic)
         ds = ds.with_options(options)
     return ds.prefetch(tf.data.AUTOTUNE) if prefetch else ds
+
+
+# Settings that change how a model trains, not what the encoded data is.
+_NOT_DATA = ("epochs", "patience", "lr_patience", "learning_rate", "clipnorm", "ema_momentum",
+             "mixed_precision", "strategy", "logical_devices", "steps_per_epoch", "cache")
+
+
+def cache_target(split: tf.data.Dataset, cache_dir: str = "", key=None) -> bool | str:
+    """What :func:`finalize` (or ``Dataset.cache``) should cache an encoded split to.
+
+    * ``cache_dir`` given: a file prefix in it, named by ``key`` and a fingerprint of the
+      split's first elements, so another split, source or setting never reads a stale cache,
+      and a later run (or a resume) with the same data reuses it;
+    * else an in-memory split (known cardinality: built from tensors) is cached in memory;
+    * else (a streamed split) nothing: an in-memory cache would grow with the corpus (17x the
+      input for char windows), so the stream is read again each epoch.
+
+    Args:
+        split: The raw split, before encoding.
+        cache_dir: Directory for cache files ("" = none); created when missing.
+        key: What else the encoded data depends on: a string, or a config dataclass (its
+            fields that can change the data, e.g. vocabulary and length settings).
+    """
+    if cache_dir:
+        if dataclasses.is_dataclass(key):
+            key = type(key).__name__ + json.dumps(
+                {k: v for k, v in dataclasses.asdict(key).items() if k not in _NOT_DATA},
+                sort_keys=True, default=str)
+        digest = hashlib.sha1(str(key or "").encode("utf-8"))
+        for element in split.take(8):
+            for value in tf.nest.flatten(element):
+                value = value.numpy()
+                if isinstance(value, bytes):
+                    digest.update(value)
+                elif value.dtype == object:
+                    digest.update(b"\0".join(np.ravel(value).tolist()))
+                else:
+                    digest.update(value.tobytes())
+                digest.update(str(np.shape(value)).encode())
+        os.makedirs(cache_dir, exist_ok=True)
+        return os.path.join(cache_dir, f"encoded-{digest.hexdigest()[:16]}")
+    return bool(split.cardinality() >= 0)
+
+
+def cached(ds: tf.data.Dataset, target: bool | str) -> tf.data.Dataset:
+    """``ds`` cached as :func:`cache_target` said: in memory (True), in files (a path) or not."""
+    if target is True:
+        return ds.cache()
+    return ds.cache(target) if target else ds
 
 
 def _window_indices(starts, width):
@@ -283,5 +336,5 @@ def padding_stats(ds: tf.data.Dataset, select: Callable | None = None, pad_id: i
     return padded / total
 
 
-__all__ = ["bucket_batch", "finalize", "length_boundaries", "lm_windows", "padding_stats",
-           "teacher_forcing"]
+__all__ = ["bucket_batch", "cache_target", "cached", "finalize", "length_boundaries",
+           "lm_windows", "padding_stats", "teacher_forcing"]

@@ -24,6 +24,7 @@ import tensorflow as tf
 from pipelines.errors import DataError
 from pipelines.readers._common import RawSplits
 from pipelines.readers.evaluation import evaluation_splits
+from pipelines.streaming import StreamedSplits
 
 SPLITS = ("train", "validation", "test")
 
@@ -169,6 +170,10 @@ def load(task: str, source: str | None = None, *, seed: int = 1337, max_examples
         raw = evaluation_splits(data, source, dict(options))
     if raw is None:
         raw = data.raw(source, seed=seed, max_examples=max_examples, options=dict(options))
+        if isinstance(raw, StreamedSplits):  # already datasets, capped and counted
+            info = {"task": task, "source": source, "synthetic": False, "seed": seed,
+                    "max_examples": max_examples, **raw.info}
+            return Splits(raw.train, raw.validation, raw.test, info)
         raw = _cap(raw, max_examples)
     splits, info = data.build(raw, options)
     info = {"task": task, "source": source, "synthetic": False, "seed": seed,

@@ -121,6 +121,10 @@ def nats_metrics(total_nll: float, count: int) -> dict:
             "perplexity": math.exp(min(nats, 50.0)), "characters": int(count)}
 
 
+#: At most this many training lines are kept as "seen" names (novelty of generated names).
+SEEN_MAX = 200_000
+
+
 # ---- the task -------------------------------------------------------------------------------
 @registry.register
 class CharGenerationTask(GenerativeTask):
@@ -144,15 +148,20 @@ class CharGenerationTask(GenerativeTask):
         vocab = CharVocabulary(max_chars=config.max_chars or None, lowercase=config.lowercase,
                                add_start_end=True)
         texts = splits.train.map(lambda e: e["text"])
+        if config.vocab_max_examples:  # one streamed pass over at most this many examples
+            texts = texts.take(config.vocab_max_examples)
         if mode == "continuous":
             texts = texts.map(lambda t: tf.strings.join([t, CONTINUOUS_CONTEXT]))
         vocab.adapt(texts)
+        # Names "seen" in training (for the novelty of generated ones); bounded, so a huge
+        # lines file is not copied into memory.
         seen = [t.decode("utf-8") for t in splits.train.map(lambda e: e["text"])
-                .as_numpy_iterator()] if mode == "lines" else []
+                .take(SEEN_MAX).as_numpy_iterator()] if mode == "lines" else []
         return CharPreprocessor(vocab, mode, seen)
 
     def make_dataset(self, config, preprocessor, split, training):
         vocab, width = preprocessor.vocab, config.sequence_length + 1
+        cache = batching.cache_target(split, config.cache, config)
         if preprocessor.mode == "lines":
             # One name per example: [START] chars [END], inputs/targets shifted by one.
             def shifted(e):
@@ -161,7 +170,7 @@ class CharGenerationTask(GenerativeTask):
 
             ds = split.map(shifted)
             ds = batching.finalize(ds, shuffle_buffer=10_000 if training else 0, seed=config.seed,
-                                   cache=True, prefetch=False)
+                                   cache=cache, prefetch=False)
             ds, _ = batching.bucket_batch(ds, config.batch_size,
                                           lambda x, y: tf.shape(x)[0], num_buckets=4)
         else:
@@ -169,7 +178,7 @@ class CharGenerationTask(GenerativeTask):
                                            add_start_end=False))
             ds = batching.lm_windows(ds, config.sequence_length)
             ds = batching.finalize(ds, shuffle_buffer=10_000 if training else 0, seed=config.seed,
-                                   cache=True, prefetch=False)
+                                   cache=cache, prefetch=False)
             ds = ds.batch(config.batch_size, drop_remainder=training)
         return ds.prefetch(tf.data.AUTOTUNE)
 

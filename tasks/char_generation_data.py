@@ -10,7 +10,7 @@ import tensorflow as tf
 
 from pipelines import sources
 from pipelines.errors import DataError
-from pipelines.readers import plain_text
+from pipelines.readers import plain_text, text_stream
 from pipelines.readers._common import RawSplits, check_options, read_text
 
 _named, _dense, _ragged, _strings = (sources.named_splits, sources.dense, sources.ragged,
@@ -21,7 +21,9 @@ _resolve = sources.resolve
 # ---- training sources (verbatim moves from pipelines/sources.py)
 
 def _raw_char(source, *, seed, max_examples, options) -> RawSplits:
-    _resolve("char_generation", source)
+    if _resolve("char_generation", source) == "path":  # read lazily (files or a directory)
+        return text_stream.char_file_splits(source, seed=seed, options=options,
+                                            max_examples=max_examples)
     return plain_text.char_splits(source, seed=seed, options=options)
 
 

@@ -187,7 +187,8 @@ class MusicGenerationTask(GenerativeTask):
         ds = batching.lm_windows(split.map(lambda e: e["notes"]), config.sequence_length,
                                  stride=config.stride, per_example=True)
         ds = batching.finalize(ds, shuffle_buffer=5000 if training else 0, seed=config.seed,
-                               cache=True, prefetch=False)
+                               cache=batching.cache_target(split, config.cache, config),
+                               prefetch=False)
         if training and config.transpose:
             randoms = tf.data.Dataset.random(seed=config.seed, rerandomize_each_iteration=True)
             ds = tf.data.Dataset.zip((ds, randoms)).map(transpose)

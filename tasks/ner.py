@@ -238,7 +238,8 @@ class NerTask(Task):
             return preprocessor.features(e["tokens"]), preprocessor.labels(e["tags"])
 
         ds = (split.filter(lambda e: tf.size(e["tokens"]) > 0)
-              .map(encode, num_parallel_calls=tf.data.AUTOTUNE).cache())
+              .map(encode, num_parallel_calls=tf.data.AUTOTUNE))
+        ds = batching.cached(ds, batching.cache_target(split, config.cache, config))
         if training:
             ds = ds.shuffle(10000, seed=config.seed, reshuffle_each_iteration=True)
             if config.singleton_unk > 0:

@@ -135,7 +135,10 @@ class SentimentTask(Task):
 
     def fit_preprocessor(self, config, splits):
         vectorizer = WordVectorizer(max_tokens=config.max_tokens)
-        vectorizer.adapt(splits.train.map(lambda e: e["text"]))
+        texts = splits.train.map(lambda e: e["text"])
+        # One streamed pass; vocab_max_examples bounds it for very large corpora.
+        vectorizer.adapt(texts.take(config.vocab_max_examples) if config.vocab_max_examples
+                         else texts)
         return SentimentPreprocessor(vectorizer, splits.info["class_names"])
 
     def make_dataset(self, config, preprocessor, split, training):
@@ -146,9 +149,11 @@ class SentimentTask(Task):
             return tf.pad(ids, [[0, tf.maximum(0, 1 - tf.shape(ids)[0])]]), label
 
         ds = split.map(lambda e: (e["text"], e["label"]))
-        # Vectorise in batches of 256 (one lookup call each), once: the cache keeps the ids.
+        # Vectorise in batches of 256 (one lookup call each), once when cached: in memory for
+        # in-memory sources, on disk with --set cache=DIR, else (streamed) each epoch.
         ds = (ds.batch(256).map(encode, num_parallel_calls=tf.data.AUTOTUNE).unbatch()
-              .map(at_least_one_step).cache())
+              .map(at_least_one_step))
+        ds = batching.cached(ds, batching.cache_target(split, config.cache, config))
         if training:
             ds = ds.shuffle(8192, seed=config.seed, reshuffle_each_iteration=True)
         # Bucketing by length pads far fewer tokens than padding every batch to max_length.

@@ -8,11 +8,12 @@ Element structure: ``{"text": string [], "label": int32 []}``. Sources: ``imdb``
 from __future__ import annotations
 
 import collections
+import os
 
 import tensorflow as tf
 
 from pipelines import sources
-from pipelines.readers import text_label
+from pipelines.readers import text_label, text_stream
 from pipelines.readers._common import RawSplits, check_options
 
 _named, _dense, _ragged, _strings = (sources.named_splits, sources.dense, sources.ragged,
@@ -27,6 +28,9 @@ def _raw_sentiment(source, *, seed, max_examples, options) -> RawSplits:
         from pipelines.readers.tfds_sources import tfds_sentiment
 
         return tfds_sentiment(source[len("tfds:"):], seed=seed, options=options)
+    if os.path.isfile(source):  # read lazily (pipelines.readers.text_stream)
+        return text_stream.sentiment_file_splits(source, seed=seed, options=options,
+                                                 max_examples=max_examples)
     return text_label.sentiment_splits(source, seed=seed, options=options,
                                        max_examples=max_examples)
 

@@ -180,7 +180,8 @@ class Seq2SeqTask(Task):
         ds = split.map(lambda e: (e["source"], e["target"])).batch(256)
         ds = ds.map(encode, num_parallel_calls=tf.data.AUTOTUNE).unbatch()
         # ((source, [START] + target), target + [END]), per example; cached once vectorised.
-        ds = ds.map(lambda s, t: batching.teacher_forcing(s, t, START_ID, END_ID)).cache()
+        ds = ds.map(lambda s, t: batching.teacher_forcing(s, t, START_ID, END_ID))
+        ds = batching.cached(ds, batching.cache_target(split, config.cache, config))
         if training:
             ds = ds.shuffle(8192, seed=config.seed, reshuffle_each_iteration=True)
         ds, _ = batching.bucket_batch(ds, config.batch_size,

@@ -43,17 +43,34 @@ def clean_text(text: str) -> str:
 
 def _label_index(raw: list[tuple[str, str, int]], path, class_names: list[str] | None
                  ) -> tuple[list[Example], list[str]]:
-    """Turns ``(text, label string, line)`` rows into int labels and the class names.
+    """Turns ``(text, label string, line)`` rows into int labels and the class names
+    (the rules: :func:`label_classes`)."""
+    counts = collections.Counter(label for _, label, _ in raw)
+    first: dict[str, int] = {}
+    for _, label, line in raw:
+        first.setdefault(label, line)
+    index, class_names = label_classes(counts, first, path, class_names)
+    return [(text, int(index[label])) for text, label, _ in raw], class_names
+
+
+def label_classes(counts: dict[str, int], first_line: dict[str, int], path,
+                  class_names: list[str] | None) -> tuple[dict[str, int], list[str]]:
+    """Label string -> class index, and the class names, from the labels of a whole file.
 
     Integer labels must be class indices (>= 0); ``{0, 1}`` are named negative/positive.
     String labels use ``class_names`` when given, the binary words above, or sorted order.
+    Needs only each label's count and first line, so a streamed file gives the same result.
+
+    Raises:
+        DataError: Mixed numeric/word labels, or a label outside ``class_names`` (naming the
+            first line where one occurs).
     """
-    labels = {label for _, label, _ in raw}
+    labels = set(counts)
     digits = {label for label in labels if re.fullmatch(r"\d+", label)}
     if digits and digits != labels and class_names is None:
         # Mostly numeric labels with a stray word ("1", "0", "l") are a typo, not a class.
-        odd = next((label, line) for _, label, line in raw if label not in digits)
-        raise DataError("mixed numeric and non-numeric labels", path, odd[1], odd[0])
+        odd = min((first_line[label], label) for label in labels - digits)
+        raise DataError("mixed numeric and non-numeric labels", path, odd[0], odd[1])
     if class_names is not None:
         index = {name: i for i, name in enumerate(class_names)}
         index.update({str(i): i for i in range(len(class_names))})
@@ -69,18 +86,16 @@ def _label_index(raw: list[tuple[str, str, int]], path, class_names: list[str] |
     else:
         class_names = sorted(labels)
         index = {name: i for i, name in enumerate(class_names)}
-    counts = collections.Counter(label for _, label, _ in raw)
-    for label, count in counts.items():
-        if count == 1 and len(raw) >= 20:
-            line = next(line for _, lab, line in raw if lab == label)
-            warnings.warn(f"{path}:{line}: label {label!r} occurs only once; a typo?",
-                          stacklevel=3)
-    out = []
-    for text, label, line in raw:
-        if label not in index:
-            raise DataError(f"label is not one of the classes {class_names}", path, line, label)
-        out.append((text, int(index[label])))
-    return out, list(class_names)
+    total = sum(counts.values())
+    for label in sorted(labels, key=first_line.get):
+        if counts[label] == 1 and total >= 20:
+            warnings.warn(f"{path}:{first_line[label]}: label {label!r} occurs only once; "
+                          f"a typo?", stacklevel=4)
+    unknown = [label for label in labels if label not in index]
+    if unknown:
+        line, label = min((first_line[label], label) for label in unknown)
+        raise DataError(f"label is not one of the classes {class_names}", path, line, label)
+    return {label: int(index[label]) for label in labels}, list(class_names)
 
 
 def read_text_label(path: str | os.PathLike, *, text_column: str = "text",

@@ -95,6 +95,12 @@ class TaskConfig:
     patience: int = 3              # early stopping on the task's monitor metric
     lr_patience: int = 0           # >0: halve the learning rate after this many flat epochs
     max_examples: int = 0          # 0 = all; caps the training split (validation is capped at 1/4)
+    # Streaming data (pipelines.streaming): an on-disk cache of the encoded data ("" = none:
+    # in-memory sources are cached in memory, streamed ones re-read), the training examples
+    # vocabularies are fitted on (0 = all), and a cap on steps per epoch (0 = one full pass).
+    cache: str = ""
+    vocab_max_examples: int = 0
+    steps_per_epoch: int = 0
     mixed_precision: str = "auto"  # auto|off|float16|bfloat16
     strategy: str = "auto"         # auto|default|mirrored|multiworker
     logical_devices: int = 0       # >1: split the CPU so `mirrored` has that many replicas
@@ -113,7 +119,7 @@ class TaskConfig:
         checks.at_least(1, "epochs", "batch_size", "units", "num_layers", "embedding_dim",
                         "max_batch")
         checks.at_least(0, "patience", "lr_patience", "max_examples", "clipnorm",
-                        "logical_devices")
+                        "logical_devices", "vocab_max_examples", "steps_per_epoch")
         checks.require("seed", isinstance(self.seed, int) and 0 <= self.seed < 2 ** 32,
                        "must be an int in [0, 2**32)")
         checks.positive("learning_rate")

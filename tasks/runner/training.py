@@ -176,8 +176,13 @@ def train(task, config, run_dir: str, *, overwrite: bool = False, verbose: int =
                 model.summary(print_fn=lambda line, **_: print(line))
             callbacks = _callbacks(task, config, preprocessor, splits, nan_stop, run_dir,
                                    out_dir, role.chief, strategy)
+            steps = epoch_steps(task, config, preprocessor, splits, strategy,
+                                run_dir if role.chief else None)
             # shuffle=False: the task's dataset already shuffles (seeded) before bucketing.
-            model.fit(train_ds, validation_data=val_ds, epochs=config.epochs,
+            # Known epoch lengths (progress bar N/N, ETA): Keras keeps its iterator across
+            # epochs when given steps, so both datasets repeat and each epoch is one pass.
+            model.fit(train_ds.repeat(), validation_data=val_ds.repeat(), epochs=config.epochs,
+                      steps_per_epoch=steps["train"], validation_steps=steps["validation"],
                       callbacks=[*callbacks, *extra_callbacks], verbose=verbose, shuffle=False)
         except BaseException:
             if role.chief and not resuming and rd.state(run_dir) == "unstarted":
@@ -202,6 +207,49 @@ def train(task, config, run_dir: str, *, overwrite: bool = False, verbose: int =
     finally:
         if not role.chief:
             shutil.rmtree(out_dir, ignore_errors=True)
+
+
+STEPS_FILE = "steps.json"
+
+
+def epoch_steps(task, config, preprocessor, splits, strategy, run_dir: str | None) -> dict:
+    """Batches per epoch, ``{"train": n, "validation": m}``, as ``fit`` will read them.
+
+    Counted once by a pass over fresh copies of the task's datasets (the copies' seeded
+    shuffle starts where the training dataset's does, which stays untouched; with
+    ``--set cache=DIR`` the pass also fills the cache), after the multi-worker filter, so the
+    counts match what is fed. Kept in ``RUN_DIR/steps.json`` (chief only) and reused on resume
+    while the settings and split sizes are the same. ``steps_per_epoch`` > 0 caps training.
+
+    Raises:
+        TrainingError: A split gives no batch at all.
+    """
+    fields = {k: v for k, v in dataclasses.asdict(config).items() if k != "epochs"}
+    key = json.dumps({"config": fields, "examples": splits.info.get("examples")},
+                     sort_keys=True, default=str)
+    saved = rd.path(run_dir, STEPS_FILE) if run_dir else None
+    counts = None
+    if saved and os.path.exists(saved):
+        with open(saved, encoding="utf-8") as f:
+            stored = json.load(f)
+        counts = stored.get("counts") if stored.get("key") == key else None
+    if counts is None:
+        counts = {}
+        for name, split, training in (("train", splits.train, True),
+                                      ("validation", splits.validation, False)):
+            ds = task.make_dataset(config, preprocessor, split, training=training)
+            if distributed.is_multi_worker(strategy):
+                ds = distributed.shard(ds, strategy)
+            counts[name] = int(ds.reduce(tf.constant(0, tf.int64), lambda n, *_: n + 1))
+            if counts[name] == 0:
+                raise TrainingError(f"the {name} split gives no batch (batch_size="
+                                    f"{config.batch_size}); use more data or a smaller batch")
+        if saved:
+            rd.write_json_atomic(saved, {"key": key, "counts": counts})
+    steps = dict(counts)
+    if config.steps_per_epoch:
+        steps["train"] = min(steps["train"], config.steps_per_epoch)
+    return steps
 
 
 def _callbacks(task, config, preprocessor, splits, nan_stop, run_dir, out_dir, chief,
