@@ -66,7 +66,10 @@ def quiet_tensorflow_import() -> None:
 # TF's C++ start-up chatter (CUDA probes, oneDNN notices) buries the progress output otherwise.
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 if not verbose_requested():
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # 3, not 2: after start-up TF still logs ERROR lines that are notices, not failures
+    # ("oneDNN supports DT_BOOL only on platforms with AVX-512. Falling back ..."); real
+    # failures reach Python as exceptions.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     quiet_tensorflow_import()
     import absl.logging
 

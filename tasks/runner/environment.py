@@ -21,6 +21,8 @@ JIT_MODES = ("auto", "on", "off")
 #: ``jit_compile=auto`` leaves XLA off for runs shorter than this many train steps: compiling
 #: every bucket shape costs seconds each, more than a short run can win back.
 JIT_MIN_STEPS = 300
+#: Batch shapes a bucketed run compiles (one per length bucket; pipelines use up to 8).
+JIT_SHAPES = 8
 
 
 def set_seeds(seed: int) -> None:
@@ -217,6 +219,7 @@ def choose_jit(task, config, strategy, preprocessor, train_ds, train_examples=No
         return "auto", "auto: GPU visible, Keras decides"
     if strategy.num_replicas_in_sync > 1:
         return False, "auto: off under a multi-replica strategy"
+    steps = None
     if train_examples:
         steps = config.epochs * -(-int(train_examples) // config.batch_size)
         if steps < JIT_MIN_STEPS:
@@ -229,41 +232,49 @@ def choose_jit(task, config, strategy, preprocessor, train_ds, train_examples=No
     if seconds.get("error"):
         return False, f"auto: XLA could not compile the model ({seconds['error']})"
     speedup = seconds["off"] / seconds["on"]
-    why = (f"auto: probe: XLA step {speedup:.2f}x the graph step (needs >= {min_speedup}x; "
-           f"compiling took {seconds['compile']:.1f}s)")
-    return speedup >= min_speedup, why
+    why = (f"auto: probe: XLA step {speedup:.2f}x the graph step (needs >= {min_speedup}x), "
+           f"compiling one batch shape {seconds['compile']:.1f}s")
+    if speedup < min_speedup:
+        return False, why
+    if steps is not None:
+        # XLA compiles every batch shape (each length bucket) once; the run must win it back.
+        saved = steps * (seconds["off"] - seconds["on"])
+        cost = JIT_SHAPES * seconds["compile"]
+        why += f"; saves ~{saved:.0f}s over {steps} steps vs ~{cost:.0f}s compiling"
+        return saved > cost, why
+    return True, why
 
 
-def _probe_jit(task, config, preprocessor, train_ds, steps: int = 3) -> dict:
+def _probe_jit(task, config, preprocessor, train_ds, rounds: int = 4) -> dict:
     """Median seconds per train step without (``off``) and with XLA (``on``) on one batch,
-    and the first XLA call's extra seconds (``compile``); ``error`` if XLA fails."""
+    timed in alternation (a busy machine slows both alike), and the first XLA call's extra
+    seconds (``compile``); ``error`` if XLA cannot compile the model."""
     import statistics
     import time
 
-    batch = next(iter(train_ds.take(1)))
-    out = {}
-    for jit in (False, True):
-        model = task.build_model(config, preprocessor)
-        from tasks.runner.training import compile_model
+    from tasks.runner.training import compile_model
 
-        compile_model(task, config, model, jit_compile=jit)
+    batch = next(iter(train_ds.take(1)))
+    models, first = {}, {}
+    for jit in (False, True):
+        models[jit] = task.build_model(config, preprocessor)
+        compile_model(task, config, models[jit], jit_compile=jit)
         start = time.perf_counter()
         try:
-            model.train_on_batch(*batch)
+            models[jit].train_on_batch(*batch)
         except XLA_ERRORS as err:
             if not jit:
                 raise
             return {"error": first_line(err)}
-        first = time.perf_counter() - start
-        times = []
-        for _ in range(steps):
+        first[jit] = time.perf_counter() - start
+    times = {False: [], True: []}
+    for _ in range(rounds):
+        for jit in (False, True):
             start = time.perf_counter()
-            model.train_on_batch(*batch)
-            times.append(time.perf_counter() - start)
-        out["on" if jit else "off"] = statistics.median(times)
-        out["first_on" if jit else "first_off"] = first
-    out["compile"] = max(0.0, out["first_on"] - out["first_off"])
-    return out
+            models[jit].train_on_batch(*batch)
+            times[jit].append(time.perf_counter() - start)
+    return {"off": statistics.median(times[False]), "on": statistics.median(times[True]),
+            "compile": max(0.0, first[True] - first[False])}
 
 
 #: What a train step raises when XLA cannot compile it (an op without an XLA kernel, ...).
