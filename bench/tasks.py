@@ -225,7 +225,7 @@ def memory_part() -> dict:
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--tasks", default=",".join(TASKS))
-    p.add_argument("--batches", type=int, default=16, help="training batches timed per task")
+    p.add_argument("--batches", type=int, default=12, help="training batches timed per task")
     p.add_argument("--repeats", type=int, default=2, help="timed passes over them (median)")
     p.add_argument("--quick", action="store_true", help="sentiment and seq2seq, 4 batches")
     p.add_argument("--precision-check", action=argparse.BooleanOptionalAction, default=None)

@@ -1,6 +1,7 @@
 """Issue 17's speed settings: ``jit_compile`` (validated, XLA fallback), the bf16 CPU check
 behind ``--mixed-precision auto``, and the quiet start-up of ``python -m tasks.<task>``."""
 
+import json
 import os
 import subprocess
 import sys
@@ -103,3 +104,33 @@ def test_cli_start_up_is_quiet_in_a_clean_environment(tmp_path):
     assert lines == [f"error: run directory not found: {tmp_path / 'missing'}"], result.stderr
     for noise in ("oneDNN", "cuInit", "absl", "cuda", "I0000", "E0000", "W0000"):
         assert noise not in result.stderr
+
+
+def readme_tour() -> list[str]:
+    """The commands of README's quick tour, in order (comments dropped)."""
+    with open(os.path.join(REPO, "README.md"), encoding="utf-8") as f:
+        text = f.read()
+    block = text.split("A quick tour with sentiment:", 1)[1].split("```bash", 1)[1]
+    lines = block.split("```", 1)[0].strip().splitlines()
+    return [line.split("  #", 1)[0].strip() for line in lines if line.strip()]
+
+
+@pytest.mark.slow
+def test_readme_quick_tour_runs_as_written_and_learns(tmp_path):
+    """Each tour command in a fresh directory (a few minutes on 2 cores): all succeed, the
+    trained model and the tuner's best trial are clearly above chance (0.5)."""
+    import shlex
+
+    env = {**os.environ, "PYTHONPATH": REPO}
+    outputs = []
+    for command in readme_tour():
+        argv = shlex.split(command)
+        assert argv[:3] == ["python", "-m", "tasks.sentiment"], command
+        done = subprocess.run([sys.executable, *argv[1:]], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=900)
+        assert done.returncode == 0, f"{command}\n{done.stdout[-2000:]}{done.stderr[-2000:]}"
+        outputs.append(done.stdout)
+    trained = json.loads(outputs[0].strip().splitlines()[-1])
+    assert trained["accuracy"] > 0.7, trained
+    best = json.load(open(tmp_path / "tune" / "sentiment" / "best.json", encoding="utf-8"))
+    assert best["score"] > 0.6, best
