@@ -146,8 +146,8 @@ def train(task, config, run_dir: str, *, overwrite: bool = False, verbose: int =
         resuming, found = rd.is_unfinished(run_dir), "worker"
         if resuming:
             _check_resume(task, config, run_dir, False)
-    print(f"[{task.name}] policy={policy} ({environment.LAST_CHOICE}) replicas={strategy.num_replicas_in_sync} "
-          f"role={role.name} run_dir={run_dir}"
+    print(f"[{task.name}] policy={policy} ({environment.LAST_CHOICE}) "
+          f"replicas={strategy.num_replicas_in_sync} role={role.name} run_dir={run_dir}"
           f"{f' (resuming after epoch {rd.backup_epoch(run_dir)})' if resuming else ''}")
     multi = distributed.is_multi_worker(strategy)
     splits = task.load_splits(config)
