@@ -18,6 +18,15 @@ Usage::
 The LAST stdout line is one JSON object with the figures: ``train_ratio`` and
 ``infer_ratio`` = peephole throughput / built-in throughput (wall clock, no XLA); ``*_cpu``
 the same from process CPU time (steadier when other jobs share the CPU); ``*_xla`` under XLA.
+
+``runner_default_mode`` names the mode ``python -m tasks.<task> train`` uses by default on
+this machine: its precision (``--mixed-precision auto``: the runner's bf16 probe; ``--precision``
+forces one) and its XLA choice for one batch shape (``jit_compile=auto``: XLA when the peephole
+train step is >= 1.1x faster with it); ``train_ratio_default`` is the ratio in that mode.
+``achieved_gflops`` (peephole and built-in, training, in the default mode) is estimated from
+the LSTM's matrix multiplications (forward 2*4u*(d_in+u) FLOPs per direction, layer and
+sample-timestep; training ~3x forward), next to ``fp32_peak_gflops`` = cores x clock x FP32
+lanes (16 with AVX-512, 8 with AVX2) x 2 (FMA) x ``--fma-units`` (2 on server Xeons).
 """
 
 from __future__ import annotations
@@ -52,6 +61,9 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int, default=0,
                    help="TF intra/inter-op threads (0 = TF default); 1 gives steadier "
                         "figures on a shared machine")
+    p.add_argument("--precision", choices=["auto", "float32", "bfloat16"], default="auto",
+                   help="policy of every model (auto: the runner's choice on this machine)")
+    p.add_argument("--fma-units", type=int, default=2, help="FMA units per core, for the peak")
     p.add_argument("--quick", action="store_true",
                    help="B=32, T=50, units=128, 3 rounds: a smoke run on a busy machine")
     args = p.parse_args(argv)
@@ -83,6 +95,50 @@ def timed(fn, steps):
     return (time.perf_counter() - wall) / steps, (time.process_time() - cpu) / steps
 
 
+def cpu_peak_gflops(fma_units: int = 2) -> dict:
+    """FP32 peak estimate: cores x clock (GHz, /proc/cpuinfo) x lanes x 2 (FMA) x units."""
+    mhz, flags = 0.0, set()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == "cpu MHz":
+                    mhz = max(mhz, float(value))
+                elif key.strip() == "flags":
+                    flags |= set(value.split())
+    except OSError:
+        pass
+    lanes = 16 if "avx512f" in flags else 8 if "avx2" in flags else 4
+    cores = os.cpu_count() or 1
+    peak = cores * mhz / 1000 * lanes * 2 * fma_units
+    return {"fp32_peak_gflops": round(peak, 1), "cores": cores, "clock_ghz": mhz / 1000,
+            "fp32_lanes": lanes, "fma_units": fma_units}
+
+
+def train_flops_per_sample_step(args) -> float:
+    """Matmul FLOPs of one training sample-timestep of the bidirectional stack (x3 forward)."""
+    forward, d_in = 0.0, args.features
+    for _ in range(args.layers):
+        forward += 2 * (2 * 4 * args.units * (d_in + args.units))  # two directions
+        d_in = 2 * args.units
+    return 3 * forward
+
+
+def runner_precision(args) -> tuple[str, str]:
+    """The policy the runner's ``--mixed-precision auto`` picks for this stack (or forced)."""
+    if args.precision == "float32":
+        return "float32", "--precision float32"
+    if args.precision == "bfloat16":
+        return "mixed_bfloat16", "--precision bfloat16"
+    from types import SimpleNamespace
+
+    from tasks.runner import environment
+
+    return environment.choose_cpu_precision(SimpleNamespace(
+        cell="peephole_lstm", units=args.units, embedding_dim=args.features,
+        batch_size=args.batch))
+
+
 def main(argv=None):
     args = parse_args(argv)
     if args.threads:
@@ -90,6 +146,8 @@ def main(argv=None):
 
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)
         tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+    policy, policy_why = runner_precision(args)  # after the thread settings: it runs TF
+    keras.config.set_dtype_policy(policy)
     keras.utils.set_random_seed(0)
     rng = np.random.default_rng(0)
     x = rng.standard_normal((args.batch, args.time, args.features)).astype("float32")
@@ -134,6 +192,25 @@ def main(argv=None):
                 ratio = median(table, ("builtin", jit), which) / median(
                     table, ("peephole", jit), which)
                 result[f"{what}_ratio{suffix}{tag}"] = round(ratio, 3)
+    # The runner's default mode on this machine: its precision, and XLA when it wins.
+    default_jit = (True in modes and result.get("peephole_train_samples_timesteps_per_s_xla", 0)
+                   >= 1.1 * result.get("peephole_train_samples_timesteps_per_s", float("inf")))
+    if False not in modes:
+        default_jit = True
+    suffix = "_xla" if default_jit else ""
+    result["runner_default_mode"] = {"precision": policy, "precision_why": policy_why,
+                                     "jit_compile": default_jit}
+    result["train_ratio_default"] = result[f"train_ratio{suffix}"]
+    flops = train_flops_per_sample_step(args)
+    result["achieved_gflops"] = {
+        kind: round(flops * result[f"{kind}_train_samples_timesteps_per_s{suffix}"] / 1e9, 1)
+        for kind in ("peephole", "builtin")}
+    result.update(cpu_peak_gflops(args.fma_units))
+    result["peak_fraction"] = round(result["achieved_gflops"]["peephole"]
+                                    / max(result["fp32_peak_gflops"], 1e-9), 3)
+    print(f"default mode {policy} jit={default_jit}: train_ratio {result['train_ratio_default']}"
+          f" (goal >= 1.2); peephole {result['achieved_gflops']['peephole']} GFLOP/s of an "
+          f"estimated FP32 peak {result['fp32_peak_gflops']}")
     print(json.dumps(result))
 
 

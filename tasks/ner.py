@@ -12,7 +12,7 @@ them in the graph with :func:`pipelines.vocab.tokenize` (whitespace separates; e
 punctuation/symbol character is a token of its own: ``"U.S."`` -> ``U . S .``).
 In-graph features (casing, singleton [UNK], tag conversion) are in
 :mod:`pipelines.ner_features`. Evaluation (:mod:`tasks.ner_eval`) and the export's
-``tag_document`` signature add document context (:mod:`models.document_context`): repeated
+``tag_document`` signature add document context (:mod:`models.layers.document_context`): repeated
 words of a ``-DOCSTART-`` document share their evidence. The serving module and its request
 limits are in :mod:`tasks.ner_serving`. Reads top-down: config -> preprocessing -> metrics ->
 serving helpers -> task.
@@ -69,7 +69,7 @@ class NerConfig(TaskConfig):
     lr_patience: int = 2
     ema_momentum: float = 0.999    # steadier valid F1 (CoNLL, one run each: 90.1 vs 89.5)
     # Weight of the document mean in a capitalised token's potentials at evaluation (repeated
-    # words of a -DOCSTART- document, models.document_context); 0 = sentence level only.
+    # words of a -DOCSTART- document, models.layers.document_context); 0 = sentence level only.
     document_context: float = 0.5
 
     def __post_init__(self):
@@ -273,7 +273,7 @@ class NerTask(Task):
 
     def compile_kwargs(self, config):
         metrics = [TagF1(outside_id=0), keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
-        # The CRF model computes its negative log-likelihood itself (models.crf.CRFModel).
+        # The CRF model computes its negative log-likelihood itself (models.layers.crf.CRFModel).
         loss = None if config.crf else "sparse_categorical_crossentropy"
         return {"loss": loss, "metrics": metrics}
 

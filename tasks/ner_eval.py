@@ -1,7 +1,7 @@
 """Tagging and scoring a NER split (used by :mod:`tasks.ner` for evaluation and epoch metrics).
 
 The model's potentials are computed once per sentence, then decoded twice: sentence by sentence,
-and with document context (:func:`models.document_context.pool_repeated_tokens` over each
+and with document context (:func:`models.layers.document_context.pool_repeated_tokens` over each
 ``-DOCSTART-`` document's repeated capitalised words). Sentences outside any document are only
 tagged on their own.
 """

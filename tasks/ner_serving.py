@@ -2,7 +2,7 @@
 
 The exported signatures take raw text; tokenisation (:func:`pipelines.vocab.tokenize`), the
 tagger, Viterbi decoding, the tag scheme conversion and (``tag_document``) the document context
-of :mod:`models.document_context` all run inside the graph. Request limits
+of :mod:`models.layers.document_context` all run inside the graph. Request limits
 (:mod:`tasks.serving_limits`): at most ``max_batch`` sentences (else ``InvalidArgumentError``
 naming ``text``), at most ``max_text_tokens`` tokens per sentence (the rest is dropped and
 ``truncated`` is true for that row), at most ``max_word_length`` characters of a token read by

@@ -95,6 +95,12 @@ def build_parser(task) -> argparse.ArgumentParser:
 
     for name, (add_arguments, _) in task.extra_commands().items():
         add_arguments(sub.add_parser(name))
+    for p in (parser, *sub.choices.values()):
+        # Read from sys.argv by tasks/__init__.py before TensorFlow loads; listed here so
+        # argparse accepts it before or after the command.
+        p.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS,
+                       help="keep TensorFlow's start-up and C++ log messages "
+                            "(also RECURRENT_SUITE_VERBOSE=1)")
     return parser
 
 

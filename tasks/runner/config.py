@@ -20,7 +20,7 @@ import typing
 from typing import Any, Iterable, Mapping
 
 from models.layers.stacked import CELLS
-from tasks.runner.environment import PRECISION_POLICIES, STRATEGIES
+from tasks.runner.environment import JIT_MODES, PRECISION_POLICIES, STRATEGIES
 from tasks.runner.errors import ConfigError
 
 PRECISION_MODES = ("auto", *PRECISION_POLICIES)
@@ -104,6 +104,7 @@ class TaskConfig:
     mixed_precision: str = "auto"  # auto|off|float16|bfloat16
     strategy: str = "auto"         # auto|default|mirrored|multiworker
     logical_devices: int = 0       # >1: split the CPU so `mirrored` has that many replicas
+    jit_compile: str = "auto"      # auto|on|off: XLA for the train step (auto: when a probe wins)
     # Shared model knobs (the search spaces draw on these).
     cell: str = "lstm"             # lstm|peephole_lstm|gru|simple_rnn
     units: int = 64
@@ -124,7 +125,8 @@ class TaskConfig:
                        "must be an int in [0, 2**32)")
         checks.positive("learning_rate")
         checks.fraction("ema_momentum", "dropout", "recurrent_dropout")
-        checks.one_of(mixed_precision=PRECISION_MODES, strategy=STRATEGIES, cell=CELLS)
+        checks.one_of(mixed_precision=PRECISION_MODES, strategy=STRATEGIES, cell=CELLS,
+                      jit_compile=JIT_MODES)
 
     def validate(self, origins: Mapping[str, str] | None = None) -> "TaskConfig":
         """Returns ``self`` when every value is valid.

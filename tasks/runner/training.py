@@ -24,15 +24,16 @@ class ResumeMismatch(RunDirError, ValueError):
     """An interrupted run in ``--output`` was trained with another config."""
 
 
-def compile_model(task, config, model) -> None:
+def compile_model(task, config, model, jit_compile="auto") -> None:
     """Adam with gradient clipping (and an exponential moving average of the weights when
-    ``ema_momentum`` > 0); Keras adds loss scaling itself under ``mixed_float16``."""
+    ``ema_momentum`` > 0); Keras adds loss scaling itself under ``mixed_float16``.
+    ``jit_compile``: as ``model.compile`` (``train`` passes :func:`environment.choose_jit`'s)."""
     if not 0.0 <= config.ema_momentum < 1.0:
         raise ValueError(f"ema_momentum must be in [0, 1), got {config.ema_momentum!r}")
     ema = {"use_ema": True, "ema_momentum": config.ema_momentum} if config.ema_momentum else {}
     optimizer = Adam(learning_rate=config.learning_rate, clipnorm=config.clipnorm or None,
                      **ema)
-    model.compile(optimizer=optimizer, **task.compile_kwargs(config))
+    model.compile(optimizer=optimizer, jit_compile=jit_compile, **task.compile_kwargs(config))
 
 
 def _check_resume(task, config, run_dir: str, overwrite: bool) -> tuple[bool, str]:
@@ -104,8 +105,13 @@ def _build(task, config, strategy, preprocessor, splits, peek: bool):
         train_ds = distributed.shard(train_ds, strategy)
         val_ds = distributed.shard(val_ds, strategy)
     with strategy.scope():
+        jit, why = environment.choose_jit(task, config, strategy, preprocessor, train_ds,
+                                          _cardinality(splits.train))
+        environment.set_seeds(config.seed)  # the same weights whether or not XLA was probed
         model = task.build_model(config, preprocessor)
-        compile_model(task, config, model)
+        compile_model(task, config, model, jit_compile=jit)
+    environment.install_xla_fallback(model, task.name)
+    print(f"[{task.name}] jit_compile={jit} ({why})")
     if peek:
         for _ in train_ds.take(1):
             pass
@@ -132,7 +138,7 @@ def train(task, config, run_dir: str, *, overwrite: bool = False, verbose: int =
     strategy = environment.make_strategy(config.strategy, config.logical_devices)
     role = distributed.role(strategy)
     environment.set_seeds(config.seed)
-    policy = environment.configure_precision(config.mixed_precision)
+    policy = environment.configure_precision(config.mixed_precision, config)
     if role.chief:
         rd.restore_aside(run_dir)  # an earlier --overwrite that never reached a checkpoint
         resuming, found = _check_resume(task, config, run_dir, overwrite)
@@ -140,8 +146,8 @@ def train(task, config, run_dir: str, *, overwrite: bool = False, verbose: int =
         resuming, found = rd.is_unfinished(run_dir), "worker"
         if resuming:
             _check_resume(task, config, run_dir, False)
-    print(f"[{task.name}] policy={policy} replicas={strategy.num_replicas_in_sync} "
-          f"role={role.name} run_dir={run_dir}"
+    print(f"[{task.name}] policy={policy} ({environment.LAST_CHOICE}) "
+          f"replicas={strategy.num_replicas_in_sync} role={role.name} run_dir={run_dir}"
           f"{f' (resuming after epoch {rd.backup_epoch(run_dir)})' if resuming else ''}")
     multi = distributed.is_multi_worker(strategy)
     splits = task.load_splits(config)
@@ -327,6 +333,12 @@ def _lr_schedule(task, config) -> list:
 
 def _val(monitor: str) -> str:
     return monitor if monitor.startswith("val_") else f"val_{monitor}"
+
+
+def _cardinality(ds) -> int | None:
+    """Elements of ``ds`` when tf.data knows it without reading the data, else None."""
+    n = int(ds.cardinality())
+    return n if n >= 0 else None
 
 
 def _print_data_report(splits) -> None:
