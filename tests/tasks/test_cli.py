@@ -85,7 +85,9 @@ def test_an_export_without_the_signature_is_one_line(tmp_path, capsys, monkeypat
     code, err = run_main(char_generation.CharGenerationTask(),
                          ["generate", "--model", str(tmp_path), "hello"], capsys)
     assert code == 2 and len(err.splitlines()) == 1
-    assert err.startswith("error: the export at") and "no signature 'generate'" in err
+    # The CLI resolves the export through tasks.runner.loading, which names the signature asked for
+    # and the ones the export has.
+    assert err.startswith("error: ") and "'generate'" in err and "serving_default" in err
 
 # ---- item 5: config errors before any data loads -----------------------------------------
 @pytest.mark.parametrize("argv, message", [
