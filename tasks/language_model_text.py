@@ -19,6 +19,7 @@ import collections
 import json
 import math
 import os
+import weakref
 
 import numpy as np
 import tensorflow as tf
@@ -150,9 +151,7 @@ def stream_log_likelihood(model, ids: np.ndarray, streams: int, window: int):
     inputs[:n] = np.concatenate([[EOS_ID], ids[:-1]])
     targets[:n] = ids
     inputs, targets = inputs.reshape(streams, length), targets.reshape(streams, length)
-    state_model = build_state_model(model)
-    call = tf.function(lambda x, states: state_model([x, *states], training=False),
-                       reduce_retracing=True)
+    state_model, call = _state_call(model)
     states = [tf.zeros((streams, *s.shape[1:]), s.dtype) for s in state_model.inputs[1:]]
     total, count = 0.0, 0
     for start in range(0, length, window):
@@ -165,6 +164,19 @@ def stream_log_likelihood(model, ids: np.ndarray, streams: int, window: int):
         total += float(picked[scored].sum())
         count += int(scored.sum())
     return total, count
+
+
+#: model -> (state model, its compiled call): built once per model, not once per epoch.
+_STATE_CALLS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _state_call(model):
+    if model not in _STATE_CALLS:
+        state_model = build_state_model(model)
+        _STATE_CALLS[model] = (state_model, tf.function(
+            lambda x, states: state_model([x, *states], training=False),
+            reduce_retracing=True))
+    return _STATE_CALLS[model]
 
 
 def unigram_log_likelihood(counts, ids: np.ndarray) -> float:
