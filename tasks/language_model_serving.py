@@ -129,7 +129,9 @@ class LanguageModelServing(tf.Module):
         words, truncated = self._sentence_ids(text, self.max_score_tokens)
         ids = self._with_eos(words, before=True, after=True).to_tensor(PAD_ID)
         batch = tf.shape(ids)[0]
-        ids = tf.pad(ids, [[0, tf.maximum(0, 1 - batch)], [0, 0]])  # the model reads >= 1 row
+        # The model reads one row and one step at least (an empty request has neither).
+        ids = tf.pad(ids, [[0, tf.maximum(0, 1 - batch)],
+                           [0, tf.maximum(0, 2 - tf.shape(ids)[1])]])
         log_probs, scored = (x[:batch] for x in token_log_probs(self.model, ids))
         count = tf.reduce_sum(tf.cast(scored, tf.int32), axis=1)
         total = tf.reduce_sum(log_probs, axis=1)

@@ -18,6 +18,7 @@ from tasks import demo
 from tasks import language_model as lm_task
 from tasks import language_model_text as text_lib
 from tasks.runner import registry
+from tests.tasks.serving_fuzz import assert_survives, run_fuzz, text_cases
 
 SENTENCES = ["the cat sat on the mat .", "a dog ate the old bone .",
              "my friend reads a long book .", "the king rode his white horse ."]
@@ -155,6 +156,30 @@ def test_export_loads_in_a_bare_process(run, export, tmp_path, capsys):
     here, _ = _main(["score", "--model", export, "--json", SENTENCES[0]], capsys)
     assert served["log_prob"] == pytest.approx(json.loads(here[0])["log_prob"], abs=1e-4)
     assert served["text"][0].startswith("the king") and len(served["text"]) == 2
+
+
+@pytest.mark.slow  # one more TensorFlow process sending 1 MB and 1000-row requests
+def test_export_survives_fuzzed_requests(export, tmp_path):
+    sampling = {"length": np.int32(12), "temperature": np.float32(0.8)}
+    knobs = {**sampling, "top_k": np.int32(3), "top_p": np.float32(0.9), "seed": np.int32(1)}
+    cases = [(c, s, {**sampling, **x}) for c, s, x in text_cases("serving_default", "prompt")]
+    cases += text_cases("score")
+    must_fail = {}
+    for name, value in (("temperature", np.nan), ("temperature", -1.0), ("top_p", 0.0),
+                        ("top_k", -1)):
+        case = f"generate: {name}={value}"
+        cases.append((case, "generate", {"prompt": np.array(["the"], dtype=object), **knobs,
+                                         name: np.asarray(value, knobs[name].dtype)}))
+        must_fail[case] = name
+    cases.append(("length=2**31-1", "serving_default", {
+        "prompt": np.array(["the"], dtype=object), **sampling, "length": np.int32(2 ** 31 - 1)}))
+    results = run_fuzz(export, cases, tmp_path)
+    assert_survives(results, {"serving_default": ["prompt", "temperature"], "score": ["text"],
+                              "generate": ["prompt", "temperature", "top_k", "top_p"]},
+                    must_fail)
+    assert all(r["ok"] for case, r in results.items() if case not in must_fail), results
+    assert results["score: 1 MB text"]["shapes"]["tokens"] == [1, 2001]  # 2000 words + <eos>
+    assert results["score: batch 0"]["shapes"]["log_prob"] == [0]
 
 
 def test_bad_input_is_one_clear_error(tmp_path, capsys):
