@@ -245,3 +245,34 @@ def test_sentences_of_a_review():
     assert lm_task.language_model_data.split_sentences(
         'Great film. I loved it! Really? "Yes." Ok') == [
         "Great film.", "I loved it!", "Really?", '"Yes."', "Ok"]
+
+
+def test_search_space_builds_every_cell(corpus):
+    import keras_tuner as kt
+
+    from tasks.runner import config as config_lib
+
+    task = lm_task.LanguageModelTask()
+    config = config_lib.override(lm_task.LanguageModelConfig(), {"data": corpus, "bptt": 12})
+    pre = task.fit_preprocessor(config, task.load_splits(config))
+    hp = kt.HyperParameters()
+    task.search_space(hp)
+    cells = next(h for h in hp.space if h.name == "cell").values
+    assert cells == ["lstm", "peephole_lstm"]
+    for cell in cells:
+        trial = config_lib.override(config, {**task.search_space(hp), "cell": cell,
+                                             "units": 8, "num_layers": 2}, origin="test")
+        model = task.build_model(trial, pre)
+        assert type(model.get_layer("lstm_2")).__name__ == {
+            "lstm": "CarriedLSTM", "peephole_lstm": "CarriedPeepholeLSTM"}[cell]
+
+
+@pytest.mark.slow  # a tuner trial: ~40 s on a contended CPU
+def test_tune_one_trial(corpus, tmp_path, capsys):
+    tune_dir = str(tmp_path / "tune")
+    _main(["tune", "--data", corpus, "--output", tune_dir, "--max-trials", "1", "--epochs",
+           "1", "--quiet", *TINY], capsys)
+    with open(os.path.join(tune_dir, "best.json"), encoding="utf-8") as f:
+        best = json.load(f)
+    assert {"cell", "units", "num_layers", "embedding_dropout"} <= set(best["hparams"])
+    assert best["objective"] == "val_perplexity" and math.isfinite(best["score"])
