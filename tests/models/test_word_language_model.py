@@ -1,7 +1,7 @@
 """models.word_language_model: AWD-style layers, tying, carried states, masking, precision."""
 
-import numpy as np
 import keras
+import numpy as np
 import pytest
 from keras import ops
 
