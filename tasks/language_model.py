@@ -65,7 +65,7 @@ class LanguageModelConfig(TaskConfig):
     lowercase: bool = True
     bptt: int = 35                 # truncated-BPTT window (tokens)
     batch_size: int = 20           # contiguous streams of the training split
-    eval_streams: int = 10         # evaluation: states reset only at these many cuts
+    eval_streams: int = 32         # evaluation: states reset only at these many cuts
     units: int = 256
     num_layers: int = 2
     embedding_dim: int = 256
