@@ -102,10 +102,9 @@ class Preprocessor(tf.Module):
         An export copies them into its ``assets/`` folder (by file name; a clash gets a
         numbered suffix), and TF Serving's loader resolves them there.
         """
-        paths = sorted(os.path.join(folder, name) for folder, _, names in os.walk(assets_dir)
+        paths = sorted(os.path.abspath(os.path.join(folder, name))
+                       for folder, _, names in os.walk(assets_dir)
                        for name in names if not name.startswith("."))
-        if not paths:
-            raise FileNotFoundError(f"no preprocessor files in {assets_dir}")
         self.asset_files = [tf.saved_model.Asset(path) for path in paths]
         return self
 

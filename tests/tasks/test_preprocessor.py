@@ -73,14 +73,16 @@ def test_one_preprocessor_is_fitted_saved_loaded_and_exported(name, tmp_path):
     task_class, overrides = CASES[name]
     task = task_class()
     config = config_lib.override(task.config_class(), overrides)
-    fitted = task.fit_preprocessor(config, task.load_splits(config))
+    splits = task.load_splits(config)
+    fitted = task.fit_preprocessor(config, splits)
     assert isinstance(fitted, Preprocessor) and isinstance(fitted, tf.Module)
     run_dir = str(tmp_path / "run")
     write_run(task, config, fitted, run_dir)
     assets = rd.path(run_dir, rd.ASSETS)
     # The object the runner saved tracks its own files; loading gives the same object back.
     assert sorted(fitted.asset_paths()) == sorted(
-        os.path.join(folder, f) for folder, _, files in os.walk(assets) for f in files)
+        os.path.abspath(os.path.join(folder, f)) for folder, _, files in os.walk(assets)
+        for f in files)
     loaded = task.load_preprocessor(config, assets)
     assert type(loaded) is type(fitted) and loaded.asset_paths() == fitted.asset_paths()
     for module in (fitted, loaded):
@@ -88,6 +90,11 @@ def test_one_preprocessor_is_fitted_saved_loaded_and_exported(name, tmp_path):
         assert vocabularies, f"{name}: no vocabulary tracked by the preprocessor"
     assert [v.get_vocabulary() for v in fitted.submodules if hasattr(v, "get_vocabulary")] == \
         [v.get_vocabulary() for v in loaded.submodules if hasattr(v, "get_vocabulary")]
+    # The same ids: the first batch the model would train on, from either object.
+    batches = [next(iter(task.make_dataset(config, p, splits.validation, training=False)))
+               for p in (fitted, loaded)]
+    for a, b in zip(tf.nest.flatten(batches[0]), tf.nest.flatten(batches[1]), strict=True):
+        assert a.dtype == b.dtype and a.numpy().tolist() == b.numpy().tolist()
 
     # The serving module keeps the ONE preprocessor and no table of its own.
     model = rd.load_run(task, run_dir)[2]  # the run's weights, as the export will use
