@@ -153,6 +153,11 @@ class _Vocabulary(tf.Module):
         separator = self._separator if separator is None else separator
         return self._tokens(ids) if separator is None else self._join(ids, separator)
 
+    def tokens(self, ids):
+        """int ids ``[...]`` (dense or ragged) -> their tokens, same shape (id 0 -> "", 1 ->
+        "[UNK]"); out-of-range ids raise ``InvalidArgumentError``."""
+        return self._tokens(ids)
+
     @property
     def reserved_tokens(self) -> list[str]:
         return [PAD_TOKEN, OOV_TOKEN] + ([START_TOKEN, END_TOKEN] if self.add_start_end else [])

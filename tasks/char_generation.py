@@ -74,12 +74,21 @@ class CharGenerationConfig(TaskConfig):
 
 # ---- preprocessing ------------------------------------------------------------------------
 class CharPreprocessor(Preprocessor):
-    """Character vocabulary (with [START]/[END]), the data mode, and the training lines."""
+    """Character vocabulary (with [START]/[END]), the data mode, and the training lines (a
+    lookup table: ``seen_in_training``)."""
 
     def __init__(self, vocab: CharVocabulary, mode: str, seen: list[str]):
+        super().__init__()
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-        self.vocab, self.mode, self.seen = vocab, mode, list(seen)
+        self.vocab, self.mode = vocab, mode
+        self.seen = self._no_dependency(list(seen))  # plain strings, not tracked state
+        # seen_in_training: 1 seen / 0 new for lines; -1 (not applicable) for continuous text.
+        lines = mode == "lines"
+        keys = (self.seen if lines else []) or [""]  # a table needs >= 1 key
+        self.seen_table = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
+            tf.constant(keys, tf.string), tf.fill([len(keys)], 1 if lines else -1)),
+            default_value=0 if lines else -1)
 
     def save(self, assets_dir: str) -> None:
         self.vocab.save(assets_dir, "chars")
@@ -91,6 +100,19 @@ class CharPreprocessor(Preprocessor):
         with open(os.path.join(assets_dir, "char_generation.json"), encoding="utf-8") as f:
             meta = json.load(f)
         return cls(CharVocabulary.load(assets_dir, "chars"), meta["mode"], meta["seen"])
+
+    @property
+    def end_id(self) -> int | None:
+        """The id that ends a generated line (None: continuous text never ends)."""
+        return END_ID if self.mode == "lines" else None
+
+    def seen_in_training(self, texts):
+        """string [batch] -> int32 [batch]: 1 a training line, 0 new (lines); -1 (continuous)."""
+        return self.seen_table.lookup(texts)
+
+    def decode(self, ids):
+        """int [batch, time] -> string [batch]: the characters, up to [END]."""
+        return self.vocab.decode(ids)
 
     @property
     def forbidden_ids(self) -> tuple:
@@ -134,6 +156,7 @@ class CharGenerationTask(GenerativeTask):
     order = 30  # position in task listings and `make demo`
     config_class = CharGenerationConfig
     preprocessor_class = CharPreprocessor
+    serving_class = CharGenerationServing
     sampled_unit, generate_takes_inputs = "character", True
     demo_overrides = {"epochs": 3, "units": 64, "num_layers": 1, "embedding_dim": 16}
     demo_inputs = {"prompt": ["Ma", "Jo", ""], "length": 20, "temperature": 0.8}

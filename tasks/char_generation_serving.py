@@ -15,7 +15,6 @@ import keras
 import tensorflow as tf
 
 from models.language_model import build_step_model, generate, sequence_log_probs
-from pipelines.vocab import END_ID
 from tasks.serving_limits import check_batch, check_sampling, keep_chars, valid_utf8
 
 _PROMPT = tf.TensorSpec([None], tf.string, name="prompt")
@@ -42,8 +41,7 @@ class CharGenerationServing(tf.Module):
         # Every model variable (seed-generator states of dropout layers included) reachable
         # from the module, so no traced function captures an untracked resource.
         self.model_variables = [v.value for v in model.variables]
-        self.vocab = preprocessor.vocab
-        self.preprocessor = preprocessor
+        self.preprocessor = preprocessor  # its vocabulary and seen-names tables, tracked once
         self.max_length = int(config.max_generate_length)
         self.max_prompt_length = int(config.max_prompt_length)
         self.max_score_length = int(config.max_score_length)
@@ -55,12 +53,6 @@ class CharGenerationServing(tf.Module):
         self.seed_generator = keras.random.SeedGenerator(config.seed)
         # The tf.Variable under the Keras variable: tracked, so it is saved with the module.
         self.seed_state = self.seed_generator.state.value
-        # seen_in_training: 1 seen / 0 new for lines; -1 (not applicable) for continuous text.
-        lines = preprocessor.mode == "lines"
-        keys = (preprocessor.seen if lines else []) or [""]  # a table needs >= 1 key
-        self.seen_table = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
-            tf.constant(keys, tf.string), tf.fill([len(keys)], 1 if lines else -1)),
-            default_value=0 if lines else -1)
 
     def _generate(self, prompt, length, temperature, top_k, top_p):
         prompt = valid_utf8(check_batch(prompt, self.max_batch, "prompt"))
@@ -71,11 +63,12 @@ class CharGenerationServing(tf.Module):
             self.step_model, self.preprocessor.context_ids(context), length, temperature,
             top_k, top_p, seed=self.seed_generator,
             forbidden_ids=self.preprocessor.forbidden_ids,
-            end_id=END_ID if self.preprocessor.mode == "lines" else None)
-        generated = self.vocab.decode(ids)
+            end_id=self.preprocessor.end_id)
+        generated = self.preprocessor.decode(ids)
         text = tf.strings.join([prompt, generated])
         return {"text": text, "generated": generated, "num_chars": num_chars,
-                "seen_in_training": self.seen_table.lookup(text), "truncated": truncated}
+                "seen_in_training": self.preprocessor.seen_in_training(text),
+                "truncated": truncated}
 
     @tf.function(input_signature=[_PROMPT, _LENGTH, _TEMPERATURE])
     def serving_default(self, prompt, length, temperature):

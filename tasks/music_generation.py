@@ -90,7 +90,9 @@ class MusicPreprocessor(Preprocessor):
     """Time unit, step/duration grid, default seed note and the training pitch counts."""
 
     def __init__(self, unit: str, time_bins, first_note, bigram, unigram):
-        self.unit, self.time_bins = unit, tuple(float(b) for b in time_bins)
+        super().__init__()
+        self.unit = unit
+        self.time_bins = self._no_dependency(tuple(float(b) for b in time_bins))
         self.first_note = np.asarray(first_note, np.float32)
         self.bigram = np.asarray(bigram, np.float64)      # [128, 128] counts prev -> next
         self.unigram = np.asarray(unigram, np.float64)    # [128] counts
@@ -114,6 +116,14 @@ class MusicPreprocessor(Preprocessor):
         counts = np.load(os.path.join(assets_dir, "pitch_counts.npz"))
         return cls(meta["unit"], meta["time_bins"], meta["first_note"], counts["bigram"],
                    counts["unigram"])
+
+    def default_prompt(self):
+        """float32 [1, 3]: the note an empty prompt starts from (in-graph)."""
+        return tf.constant(self.first_note[None])
+
+    def unit_name(self):
+        """string []: the time unit of steps and durations (in-graph)."""
+        return tf.constant(self.unit)
 
     def bigram_log_probs(self, alpha: float) -> np.ndarray:
         """[128 prev, 128 next] log p(next | prev), interpolated with an add-one unigram."""
@@ -144,6 +154,7 @@ class MusicGenerationTask(GenerativeTask):
     config_class = MusicGenerationConfig
     sampled_unit = "pitch"
     preprocessor_class = MusicPreprocessor
+    serving_class = MusicGenerationServing
     demo_overrides = {"epochs": 4, "units": 64, "num_layers": 1, "max_examples": 120}
     demo_inputs = {"prompt_notes": np.array([[67, 0, 1], [69, 1, 1], [71, 1, 2]], np.float32),
                    "num_notes": 32, "temperature": 0.9}

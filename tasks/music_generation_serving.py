@@ -35,9 +35,7 @@ class MusicGenerationServing(tf.Module):
         self.model = model
         self.step_model = build_music_step_model(model)
         self.model_variables = [v.value for v in model.variables]  # all tracked for saving
-        self.time_bins = preprocessor.time_bins
-        self.first_note = tf.constant(preprocessor.first_note[None])
-        self.unit = tf.constant(preprocessor.unit)
+        self.preprocessor = preprocessor  # time grid, default first note, unit
         self.max_prompt = int(config.max_prompt_notes)
         self.max_notes = int(config.max_notes)
         if self.max_prompt < 1:
@@ -49,12 +47,15 @@ class MusicGenerationServing(tf.Module):
         prompt = check_finite(prompt, "prompt_notes")
         temperature, top_k, top_p = check_sampling(temperature, top_k, top_p)
         truncated = tf.shape(prompt)[0] > self.max_prompt
-        prompt = tf.cond(tf.shape(prompt)[0] > 0, lambda: prompt, lambda: self.first_note)
+        prompt = tf.cond(tf.shape(prompt)[0] > 0, lambda: prompt,
+                         self.preprocessor.default_prompt)
         prompt = prompt[-self.max_prompt:]
         num_notes = tf.clip_by_value(num_notes, 0, self.max_notes)
-        notes = generate_notes(self.step_model, prompt[tf.newaxis], num_notes, self.time_bins,
-                               temperature, top_k, top_p, seed=self.seed_generator)
-        return {"notes": notes[0], "unit": self.unit, "truncated": truncated}
+        notes = generate_notes(self.step_model, prompt[tf.newaxis], num_notes,
+                               self.preprocessor.time_bins, temperature, top_k, top_p,
+                               seed=self.seed_generator)
+        return {"notes": notes[0], "unit": self.preprocessor.unit_name(),
+                "truncated": truncated}
 
     @tf.function(input_signature=[_PROMPT, _NUM_NOTES, _TEMPERATURE])
     def serving_default(self, prompt_notes, num_notes, temperature):

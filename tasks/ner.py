@@ -33,7 +33,12 @@ from models.layers.embeddings import format_coverage, load_word_vectors
 from models.tagger import build_tagger_model
 from pipelines import batching, sources
 from pipelines import tags as tagging
-from pipelines.ner_features import casing_ids, first_chars, replace_singletons
+from pipelines.ner_features import (
+    casing_ids,
+    convert_tags_graph,
+    first_chars,
+    replace_singletons,
+)
 from pipelines.vocab import OOV_ID, CharVocabulary, LabelLookup, TokenVocabulary
 from tasks import ner_data  # noqa: F401 (registers the task's data sources)
 from tasks.ner_eval import SplitTagger, entity_metrics  # noqa: F401 (entity_metrics: API)
@@ -94,6 +99,7 @@ class NerPreprocessor(Preprocessor):
     """Word and character vocabularies (training split), tag names, schemes."""
 
     def __init__(self, words, chars, labels, scheme, input_scheme, max_word_length):
+        super().__init__()
         self.words, self.chars, self.labels = words, chars, labels
         self.scheme, self.input_scheme = scheme, input_scheme
         self.max_word_length = int(max_word_length)
@@ -124,6 +130,15 @@ class NerPreprocessor(Preprocessor):
         chars = self.chars.token_chars(first_chars(tokens, self.max_word_length))
         return {"word_ids": self.words(tokens), "char_ids": chars,
                 "casing_ids": casing_ids(tokens)}
+
+    def tag_names_of(self, tag_ids):
+        """int tag ids ``[...]`` (the internal ``scheme``) -> tag strings ``[...]``."""
+        return self.labels.decode(tag_ids)
+
+    def corpus_tags(self, tags):
+        """Tags ``[..., T]`` of the internal ``scheme`` -> the corpus's own (``input_scheme``),
+        in-graph ("" stays "")."""
+        return convert_tags_graph(tags, self.scheme, self.input_scheme)
 
 
 def singleton_ids(preprocessor, split) -> np.ndarray:
@@ -209,6 +224,7 @@ class NerTask(Task):
     order = 20  # position in task listings and `make demo`
     config_class = NerConfig
     preprocessor_class = NerPreprocessor
+    serving_class = NerServing
     monitor = "entity_f1"          # from epoch_metrics
     monitor_mode = "max"
     demo_overrides = {"max_examples": 400, "epochs": 3, "embedding_dim": 32, "units": 32,

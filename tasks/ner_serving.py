@@ -15,7 +15,7 @@ import tensorflow as tf
 
 from models.layers.document_context import pool_repeated_tokens
 from models.tagger import decode_tags
-from pipelines.ner_features import convert_tags_graph, document_keys
+from pipelines.ner_features import document_keys
 from pipelines.vocab import tokenize
 from tasks.serving_limits import check_batch, keep_tokens, valid_utf8
 
@@ -38,9 +38,7 @@ class NerServing(tf.Module):
                  max_batch: int):
         super().__init__()
         self.model = model
-        self.words, self.chars, self.labels = (preprocessor.words, preprocessor.chars,
-                                               preprocessor.labels)
-        self.preprocessor = preprocessor
+        self.preprocessor = preprocessor  # its vocabularies and tag table, tracked once
         self.document_context = float(document_context)
         self.max_text_tokens, self.max_batch = int(max_text_tokens), int(max_batch)
         for name in ("max_text_tokens", "max_batch"):
@@ -74,8 +72,7 @@ class NerServing(tf.Module):
         if document_context > 0:
             keys, capital = document_keys(padded)
             potentials = pool_repeated_tokens(potentials, keys, mask, capital, document_context)
-        tags = self.labels.decode(decode_tags(self.model, potentials, mask))
-        tags = convert_tags_graph(tf.where(tf.equal(padded, ""), "", tags),
-                                  self.preprocessor.scheme,
-                                  self.preprocessor.input_scheme)[:batch, :width]
+        tags = self.preprocessor.tag_names_of(decode_tags(self.model, potentials, mask))
+        tags = self.preprocessor.corpus_tags(
+            tf.where(tf.equal(padded, ""), "", tags))[:batch, :width]
         return {"tokens": tokens, "tags": tags, "lengths": lengths, "truncated": truncated}

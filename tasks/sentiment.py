@@ -19,7 +19,7 @@ import tensorflow as tf
 
 from models.classifier import POOLINGS, build_sequence_classifier
 from pipelines import batching, sources
-from pipelines.vocab import WordVectorizer
+from pipelines.vocab import LabelLookup, WordVectorizer
 from tasks import sentiment_data  # noqa: F401 (registers the task's data sources)
 from tasks.runner import registry
 from tasks.runner.cli import main
@@ -49,11 +49,17 @@ class SentimentConfig(TaskConfig):
 
 # ---- preprocessing ------------------------------------------------------------------------
 class SentimentPreprocessor(Preprocessor):
-    """Word vocabulary fitted on the training reviews plus the class names."""
+    """Word vocabulary fitted on the training reviews plus the class names (a label lookup):
+    ``token_ids`` and ``label_names`` run in tf.data and in the serving graph alike."""
 
     def __init__(self, vectorizer: WordVectorizer, class_names: list[str]):
+        super().__init__()
         self.vectorizer = vectorizer
-        self.class_names = list(class_names)
+        self.labels = LabelLookup(class_names)
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.labels.get_vocabulary()
 
     def save(self, assets_dir: str) -> None:
         self.vectorizer.save(os.path.join(assets_dir, "words"))
@@ -65,6 +71,10 @@ class SentimentPreprocessor(Preprocessor):
         with open(os.path.join(assets_dir, "class_names.json"), encoding="utf-8") as f:
             class_names = json.load(f)
         return cls(WordVectorizer.load(os.path.join(assets_dir, "words")), class_names)
+
+    def label_names(self, class_ids):
+        """int [...] -> the class names, string [...]."""
+        return self.labels.decode(class_ids)
 
     def token_ids(self, texts, max_length: int, ragged: bool = False):
         """texts: string [batch] -> int32 [batch, <=max_length].
@@ -92,9 +102,7 @@ class SentimentServing(tf.Module):
                  max_batch: int):
         super().__init__()
         self.model = model
-        self.vectorizer = preprocessor.vectorizer
-        self.preprocessor = preprocessor
-        self.class_names = tf.constant(preprocessor.class_names)
+        self.preprocessor = preprocessor  # its vocabulary and label tables, tracked once
         self.max_length, self.max_batch = int(max_length), int(max_batch)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
@@ -104,7 +112,7 @@ class SentimentServing(tf.Module):
         probabilities = _class_probabilities(
             self.model(self.preprocessor.token_ids(text, self.max_length), training=False))
         class_id = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
-        return {"label": tf.gather(self.class_names, class_id),
+        return {"label": self.preprocessor.label_names(class_id),
                 "probabilities": probabilities, "class_id": class_id}
 
 
@@ -122,6 +130,7 @@ class SentimentTask(Task):
     order = 10  # position in task listings and `make demo`
     config_class = SentimentConfig
     preprocessor_class = SentimentPreprocessor
+    serving_class = SentimentServing
     monitor = "accuracy"
     monitor_mode = "max"
     demo_overrides = {"max_examples": 4000, "epochs": 2, "max_tokens": 8000, "max_length": 150,

@@ -78,6 +78,7 @@ class Seq2SeqPreprocessor(Preprocessor):
     """Source and target vocabularies (characters or words) and the decoding length."""
 
     def __init__(self, source_vocab, target_vocab, unit: str, max_target_length: int):
+        super().__init__()
         self.source_vocab, self.target_vocab = source_vocab, target_vocab
         self.unit, self.max_target_length = unit, int(max_target_length)
 
@@ -132,6 +133,14 @@ class Seq2SeqPreprocessor(Preprocessor):
             return tf.cast(vocab(texts, add_start_end=False, ragged=True), tf.int32)
         return tf.cast(vocab(texts, ragged=True), tf.int32)
 
+    def source_tokens(self, ids):
+        """Source ids ``[batch, time]`` -> their tokens (characters or words), "" at padding."""
+        return self.source_vocab.tokens(ids)
+
+    def target_tokens(self, ids):
+        """Target ids ``[batch, time]`` -> their tokens ("[END]" included), "" at padding."""
+        return self.target_vocab.tokens(ids)
+
     def decode(self, ids):
         """int [batch, time] -> string [batch]: stops at END, drops padding; words are joined
         by spaces, then the spaces the tokenizer put around punctuation are taken out again."""
@@ -152,6 +161,7 @@ class Seq2SeqTask(Task):
     order = 50  # position in task listings and `make demo`
     config_class = Seq2SeqConfig
     preprocessor_class = Seq2SeqPreprocessor
+    serving_class = Seq2SeqServing
     monitor = "accuracy"            # teacher-forced next-token accuracy (padding masked)
     monitor_mode = "max"
     demo_overrides = {"max_examples": 2000, "epochs": 2, "units": 64, "embedding_dim": 32,

@@ -34,8 +34,7 @@ class Seq2SeqServing(tf.Module):
     def __init__(self, model, preprocessor, config):
         super().__init__()
         self.model = model
-        self.source_vocab, self.target_vocab = preprocessor.source_vocab, preprocessor.target_vocab
-        self.preprocessor = preprocessor
+        self.preprocessor = preprocessor  # both vocabularies, tracked once
         self.encoder, self._step = build_inference_models(model)
         self.options = dict(start_token=START_ID, end_token=END_ID,
                             max_length=max_decode_length(config, preprocessor),
@@ -46,9 +45,6 @@ class Seq2SeqServing(tf.Module):
         for name in ("max_source_length", "max_batch"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        # Token tables for the heatmap labels (vocab.decode joins a char vocabulary's tokens).
-        self.source_table = tf.constant(self.source_vocab.get_vocabulary())
-        self.target_table = tf.constant(self.target_vocab.get_vocabulary())
 
     def decode_text(self, text, method):
         """string [batch] -> the output dict (``method`` "both": {"greedy": .., "beam": ..})."""
@@ -75,8 +71,8 @@ class Seq2SeqServing(tf.Module):
         out = {"translation": self.preprocessor.decode(result["tokens"]),
                "score": result["normalized_scores"], "log_prob": result["scores"],
                "length": result["lengths"], "attention": result["attention"],
-               "source_tokens": tf.gather(self.source_table, source),
-               "output_tokens": tf.gather(self.target_table, result["tokens"])}
+               "source_tokens": self.preprocessor.source_tokens(source),
+               "output_tokens": self.preprocessor.target_tokens(result["tokens"])}
         return {**{k: v[:batch] for k, v in out.items()}, "truncated": truncated}
 
     # autograph=False: nothing here branches on tensors (the search is an explicit while

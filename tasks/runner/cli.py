@@ -104,34 +104,51 @@ def build_parser(task) -> argparse.ArgumentParser:
     return parser
 
 
-def add_signature_flags(task, parser) -> None:
-    """A ``predict`` flag per input of the task's other signatures (``--top-k`` for ``top_k``),
-    for ``--signature NAME``; inputs the task's own flags or the positional texts already give
-    are left to them. The inputs (names, dtypes, ranks) are those of the task's warm-up
-    requests, which every export checks against its signatures."""
-    import numpy as np
-
-    from tasks.runner.task import SIGNATURE_INPUT_PREFIX
-
+def signature_flags(task, parser) -> dict[str, tuple]:
+    """``{input: (TensorSpec, [signature, ...])}``: the inputs of the task's signatures other
+    than ``serving_default`` that need a ``predict`` flag of their own, from their input
+    signatures (:meth:`Task.serving_signatures`). Inputs that a flag of ``parser`` (the task's
+    own, by ``dest``) or the positional texts (``text``) already give are left to them, and
+    inputs of rank 2 or more (``prompt_notes``) to the task's own flags."""
     taken = {a.dest for a in parser._actions} | {"text"}
-    used = {}
     try:
-        requests = task.warmup_requests(task.config_class())
+        signatures = task.serving_signatures()
     except NotImplementedError:  # a task still being written: no serving inputs yet
-        return
-    for signature, inputs in requests.items():
+        return {}
+    used = {}
+    for signature, specs in signatures.items():
         if signature == "serving_default":
             continue
-        for name, value in inputs.items():
-            value = np.asarray(value)
-            if name in taken or value.ndim > 1:
+        for spec in specs:
+            if spec.name in taken or spec.shape.rank is None or spec.shape.rank > 1:
                 continue
-            kind = {"i": int, "u": int, "f": float}.get(value.dtype.kind, str)
-            used.setdefault(name, (kind, value.ndim, []))[2].append(signature)
-    for name, (kind, ndim, signatures) in used.items():
+            used.setdefault(spec.name, (spec, []))[1].append(signature)
+    return used
+
+
+def _flag_value(dtype):
+    """The argparse ``type`` of a flag feeding a tensor of ``dtype``."""
+    if dtype.is_bool:
+        def boolean(text):
+            if text.lower() not in ("true", "false", "1", "0"):
+                raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+            return text.lower() in ("true", "1")
+        return boolean
+    return int if dtype.is_integer else float if dtype.is_floating else str
+
+
+def add_signature_flags(task, parser) -> None:
+    """A ``predict`` flag per input of :func:`signature_flags` (``--top-k`` for ``top_k``),
+    for ``--signature NAME``: its type from the input's dtype, one value for a scalar and one
+    or more for a vector."""
+    from tasks.runner.task import SIGNATURE_INPUT_PREFIX
+
+    for name, (spec, signatures) in signature_flags(task, parser).items():
         parser.add_argument("--" + name.replace("_", "-"), dest=SIGNATURE_INPUT_PREFIX + name,
-                            type=kind, nargs="+" if ndim else None, metavar=name.upper(),
-                            help=f"input {name!r} of --signature {'/'.join(signatures)}")
+                            type=_flag_value(spec.dtype), nargs="+" if spec.shape.rank else None,
+                            metavar=name.upper(),
+                            help=f"input {name!r} of --signature {'/'.join(signatures)} "
+                                 f"({spec.dtype.name})")
 
 
 def signature_inputs(task, args, loaded, inputs: dict) -> dict:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 from typing import Any, Mapping
 
 import tensorflow as tf
@@ -65,19 +66,51 @@ class PredictRequest:
                             and not k.startswith(SIGNATURE_INPUT_PREFIX)})
 
 
-class Preprocessor:
-    """Whatever a task fits on the training split (vocabularies, scalers).
+class Preprocessor(tf.Module):
+    """Whatever a task fits on the training split (vocabularies, label names, scalers): ONE
+    trackable object that is fitted, saved in the run directory, loaded back and exported.
 
-    Subclasses keep their state in plain files under ``assets_dir`` so a run directory can be
-    reloaded identically and inspected by hand.
+    A ``tf.Module``: its vocabularies (:mod:`pipelines.vocab` modules, whose lookup tables are
+    tracked) are attributes, and its in-graph methods (token ids, decoding, label names) are
+    what the task's datasets and serving module call. The serving module holds the preprocessor
+    itself (``self.preprocessor = preprocessor``) and wraps none of its tables again, so the
+    export carries each table once.
+
+    Subclasses call ``super().__init__()`` and implement :meth:`save` (plain files under
+    ``assets_dir``, so a run directory can be reloaded identically and read by hand) and
+    :meth:`load`. Python values that are not TensorFlow state (settings, name lists) are stored
+    with ``self._no_dependency(value)``, so ``tf.Module`` does not wrap them for tracking.
+
+    :meth:`track_assets` (called by the runner after ``save`` and after ``load``) makes those
+    files ``tf.saved_model.Asset`` s of the preprocessor: the export's ``assets/`` folder holds
+    the same vocabulary files as the run directory's ``assets/``.
     """
 
     def save(self, assets_dir: str) -> None:
+        """Must: writes the fitted state as plain files into ``assets_dir`` (created)."""
         raise NotImplementedError
 
     @classmethod
     def load(cls, assets_dir: str, config: Any) -> "Preprocessor":
+        """Must: the inverse of :meth:`save` (same ids, same outputs)."""
         raise NotImplementedError
+
+    def track_assets(self, assets_dir: str) -> "Preprocessor":
+        """Tracks every file under ``assets_dir`` (what :meth:`save` wrote) as a SavedModel
+        asset of this module, in ``self.asset_files``; returns ``self``.
+
+        An export copies them into its ``assets/`` folder (by file name; a clash gets a
+        numbered suffix), and TF Serving's loader resolves them there.
+        """
+        paths = sorted(os.path.abspath(os.path.join(folder, name))
+                       for folder, _, names in os.walk(assets_dir)
+                       for name in names if not name.startswith("."))
+        self.asset_files = [tf.saved_model.Asset(path) for path in paths]
+        return self
+
+    def asset_paths(self) -> list[str]:
+        """The files :meth:`track_assets` tracks (empty before ``save`` or ``load``)."""
+        return [a.asset_path.numpy().decode("utf-8") for a in getattr(self, "asset_files", [])]
 
 
 class Task:
@@ -90,6 +123,10 @@ class Task:
     config_class: type = None  # type: ignore[assignment]
     #: The task's Preprocessor subclass; the default ``load_preprocessor`` calls its ``load``.
     preprocessor_class: type = None  # type: ignore[assignment]
+    #: The class of what ``serving_module`` returns: its ``signature_names`` and the
+    #: ``input_signature`` of each of those ``tf.function`` s are the export's signatures, read
+    #: by :meth:`serving_signatures` without building anything (``predict --signature`` flags).
+    serving_class: type = None  # type: ignore[assignment]
     #: Validation metric for early stopping / best checkpoint, and its direction.
     monitor: str = "val_loss"
     monitor_mode: str = "min"
@@ -116,11 +153,12 @@ class Task:
 
     def load_preprocessor(self, config, assets_dir: str) -> Preprocessor:
         """The inverse of ``Preprocessor.save``: ``preprocessor_class.load(assets_dir, config)``
-        (override only when loading needs more than that)."""
+        with its files tracked as assets (``track_assets``); override only when loading needs
+        more than that (and keep the ``track_assets`` call)."""
         if self.preprocessor_class is None:
             raise NotImplementedError(f"{type(self).__name__} sets no preprocessor_class and "
                                       "does not override load_preprocessor")
-        return self.preprocessor_class.load(assets_dir, config)
+        return self.preprocessor_class.load(assets_dir, config).track_assets(assets_dir)
 
     def make_dataset(self, config, preprocessor, split: tf.data.Dataset, training: bool):
         """Must: batched ``(inputs, targets)`` dataset ready for ``model.fit``.
@@ -181,6 +219,24 @@ class Task:
         """
         raise NotImplementedError
 
+    def serving_signatures(self) -> dict[str, tuple]:
+        """``{signature: (tf.TensorSpec, ...)}``, ``serving_default`` first: the named inputs of
+        each signature, read from :attr:`serving_class` (no model or data needed). A task that
+        sets no ``serving_class`` falls back to its warm-up requests' names, dtypes and ranks."""
+        if self.serving_class is not None:
+            names = getattr(self.serving_class, "signature_names", ("serving_default",))
+            return {name: tuple(getattr(self.serving_class, name).input_signature)
+                    for name in names}
+        import numpy as np
+
+        specs = {}
+        for name, inputs in self.warmup_requests(self.config_class()).items():
+            arrays = {k: np.asarray(v) for k, v in inputs.items()}
+            specs[name] = tuple(tf.TensorSpec(
+                [None] * a.ndim, tf.string if a.dtype.kind in "OSU" else tf.as_dtype(a.dtype),
+                name=k) for k, a in arrays.items())
+        return specs
+
     def warmup_inputs(self, config) -> dict[str, Any]:
         """Must: raw example inputs for ``serving_default`` (numpy arrays or python lists, with a
         batch dimension where the signature has one). Used for TF Serving warm-up requests and to
@@ -198,8 +254,8 @@ class Task:
     def add_predict_arguments(self, parser: argparse.ArgumentParser) -> None:
         """Extra ``predict`` flags (they reach the task as ``request.option(dest)``). The runner
         already adds ``--model``, positional ``inputs``, ``--input-file``, ``--json``,
-        ``--signature`` and a flag per input of the other signatures (:meth:`warmup_requests`
-        names them)."""
+        ``--signature`` and a flag per input of the other signatures that these flags do not
+        give (:meth:`serving_signatures` names them)."""
 
     def predict_inputs(self, config, request: PredictRequest) -> dict[str, Any]:
         """Raw inputs for ``serving_default`` built from ``request`` (default: ``text``, its

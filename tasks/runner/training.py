@@ -86,6 +86,7 @@ def _start_run_dir(task, config, run_dir: str, found: str, preprocessor) -> None
     rd.write_marker(staging, task.name, "started")
     os.replace(staging, run_dir)
     preprocessor.save(rd.path(run_dir, rd.ASSETS))
+    preprocessor.track_assets(rd.path(run_dir, rd.ASSETS))  # the same object is exported
     rd.write_text_atomic(rd.path(run_dir, rd.CONFIG), config_lib.to_json(config))
 
 

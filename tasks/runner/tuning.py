@@ -134,6 +134,7 @@ def tune(task, config, tune_dir: str, *, tuner_kind: str = "random", max_trials:
     else:
         preprocessor = task.fit_preprocessor(config, splits)
         preprocessor.save(assets)
+        preprocessor.track_assets(assets)
     if not worker:
         rd.write_json_atomic(os.path.join(tune_dir, TUNE_MARKER),
                              _record(task, config, tuner_kind))

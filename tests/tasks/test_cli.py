@@ -227,3 +227,66 @@ def test_only_blank_inputs_never_reach_the_model(fake_serving, capsys):
 def test_no_inputs_at_all_is_an_error(fake_serving, capsys):
     code, err = run_main(sentiment.SentimentTask(), ["predict"], capsys)
     assert code == 2 and "nothing to predict" in err
+
+
+# ---- predict --signature NAME: flags from the signature's input signature --------------------
+def test_signature_flags_are_the_input_signature_names_of_every_registered_task():
+    from tasks.runner import registry
+    from tasks.runner.task import SIGNATURE_INPUT_PREFIX
+
+    derived_by_task = {}
+    for name in registry.names():
+        task = registry.get(name)
+        signatures = task.serving_signatures()  # read from the class: nothing built or loaded
+        assert list(signatures)[0] == "serving_default", name
+        if task.serving_class is not None:
+            assert tuple(signatures) == getattr(task.serving_class, "signature_names",
+                                                ("serving_default",)), name
+        predict = cli.build_parser(task)._subparsers._group_actions[0].choices["predict"]
+        derived = {a.dest[len(SIGNATURE_INPUT_PREFIX):]: a for a in predict._actions
+                   if a.dest.startswith(SIGNATURE_INPUT_PREFIX)}
+        own = {a.dest for a in predict._actions} - {SIGNATURE_INPUT_PREFIX + n for n in derived}
+        inputs = {spec.name: spec for specs in list(signatures.values())[1:] for spec in specs}
+        # A flag per input of the other signatures, named as the input signature names it,
+        # except those the task's own flags or the positional texts give (and rank >= 2).
+        assert set(derived) == {n for n, spec in inputs.items()
+                                if n not in own | {"text"} and spec.shape.rank <= 1}, name
+        for input_name, action in derived.items():
+            spec = inputs[input_name]
+            assert action.option_strings == ["--" + input_name.replace("_", "-")]
+            assert action.nargs == ("+" if spec.shape.rank else None)
+            kind = int if spec.dtype.is_integer else float if spec.dtype.is_floating else str
+            assert action.type is kind, (name, input_name)
+        derived_by_task[name] = set(derived)
+    assert derived_by_task["char_generation"] == derived_by_task["music_generation"] == {
+        "top_k", "top_p", "seed"}
+    assert derived_by_task["sentiment"] == derived_by_task["ner"] == \
+        derived_by_task["seq2seq"] == set()
+
+
+def test_signature_flags_follow_a_declared_serving_class_without_warmups():
+    class Serving(tf.Module):
+        signature_names = ("serving_default", "rank")
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
+        def serving_default(self, text):
+            return {"n": tf.strings.length(text)}
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text"),
+                                      tf.TensorSpec([None], tf.float32, name="weights"),
+                                      tf.TensorSpec([], tf.bool, name="normalise")])
+        def rank(self, text, weights, normalise):
+            return {"score": weights}
+
+    class Ranker(sentiment.SentimentTask):
+        serving_class = Serving
+
+        def warmup_requests(self, config):
+            raise AssertionError("flags come from the input signature, not the warm-up")
+
+    parser = cli.build_parser(Ranker())
+    args = parser.parse_args(["predict", "a", "--signature", "rank", "--weights", "0.5", "2",
+                              "--normalise", "true"])
+    assert args.signature_input__weights == [0.5, 2.0] and args.signature_input__normalise
+    with pytest.raises(SystemExit):
+        parser.parse_args(["predict", "a", "--normalise", "maybe"])
