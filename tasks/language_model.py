@@ -103,6 +103,7 @@ class LanguageModelTask(GenerativeTask):
     order = 60  # position in task listings and `make demo`
     config_class = LanguageModelConfig
     preprocessor_class = text_lib.WordLMPreprocessor
+    serving_class = LanguageModelServing
     monitor, monitor_mode = "perplexity", "min"
     sampled_unit, generate_takes_inputs = "word", True
     demo_overrides = {"max_examples": 5000, "epochs": 3, "units": 96, "embedding_dim": 96,
@@ -132,7 +133,7 @@ class LanguageModelTask(GenerativeTask):
             texts, max_tokens=config.max_tokens, min_count=config.min_count,
             lowercase=config.lowercase)
         ids = self.token_stream(preprocessor, splits.train)
-        preprocessor.counts = np.bincount(ids, minlength=preprocessor.vocabulary_size).tolist()
+        preprocessor.set_counts(np.bincount(ids, minlength=preprocessor.vocabulary_size))
         return preprocessor
 
     def token_stream(self, preprocessor, split) -> np.ndarray:

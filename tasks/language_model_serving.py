@@ -60,10 +60,8 @@ class LanguageModelServing(tf.Module):
         # Every model variable (dropout seed states, carried BPTT states) reachable from the
         # module, so no traced function captures an untracked resource.
         self.model_variables = [v.value for v in model.variables]
-        # The preprocessor is kept, not copied. While Preprocessor is a plain object its
-        # vocabulary (a tf.Module) is referenced here too so SavedModel tracks its tables.
+        # The one preprocessor (a tf.Module): its tables and asset files are tracked through it.
         self.preprocessor = preprocessor
-        self.vocab = preprocessor.vocab
         self.max_length = int(config.max_generate_length)
         self.max_prompt_tokens = int(config.max_prompt_tokens)
         self.max_score_tokens = int(config.max_score_tokens)

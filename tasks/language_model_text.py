@@ -43,8 +43,9 @@ class WordLMPreprocessor(Preprocessor):
     """
 
     def __init__(self, vocab: TokenVocabulary, lowercase: bool, counts=()):
+        super().__init__()
         self.vocab, self.lowercase = vocab, bool(lowercase)
-        self.counts = [int(c) for c in counts]
+        self.set_counts(counts)
         self.eos_id = EOS_ID
         if vocab.get_vocabulary()[EOS_ID] != EOS:
             raise ValueError(f"vocabulary id {EOS_ID} must be {EOS!r}")
@@ -54,6 +55,7 @@ class WordLMPreprocessor(Preprocessor):
             lowercase: bool) -> "WordLMPreprocessor":
         """Counts the words of ``texts`` (string [] lines, the training split) in one pass."""
         probe = cls.__new__(cls)
+        Preprocessor.__init__(probe)
         probe.lowercase = bool(lowercase)
         counts: collections.Counter = collections.Counter()
         batches = texts.batch(1024).map(lambda t: probe.tokens(t).flat_values)
@@ -81,6 +83,10 @@ class WordLMPreprocessor(Preprocessor):
             meta = json.load(f)
         return cls(TokenVocabulary.load(assets_dir, "words"), meta["lowercase"],
                    meta["unigram_counts"])
+
+    def set_counts(self, counts) -> None:
+        """The training split's count of every id (plain data: not tracked by tf.Module)."""
+        self.counts = self._no_dependency([int(c) for c in counts])
 
     @property
     def vocabulary_size(self) -> int:

@@ -13,7 +13,7 @@ import os
 import pytest
 import tensorflow as tf
 
-from tasks import ner, sentiment, seq2seq
+from tasks import language_model, ner, sentiment, seq2seq
 from tasks.runner import config as config_lib
 from tasks.runner import export as export_lib
 from tasks.runner import run_dir as rd
@@ -29,6 +29,9 @@ CASES = {
         "data": os.path.join(FIXTURES, "ner", "tiny_conll"), "embedding_dim": 4, "units": 4,
         "num_layers": 1, "char_encoder": "cnn", "char_dim": 4, "char_units": 4,
         "casing_dim": 2}),
+    "language_model": (language_model.LanguageModelTask, {
+        "data": os.path.join(FIXTURES, "text", "story.txt"), "units": 4, "embedding_dim": 4,
+        "num_layers": 1, "bptt": 5, "batch_size": 2}),
     "seq2seq": (seq2seq.Seq2SeqTask, {
         "max_examples": 48, "units": 8, "embedding_dim": 4, "beam_width": 2}),
 }
