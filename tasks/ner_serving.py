@@ -41,6 +41,8 @@ class NerServing(tf.Module):
         self.words, self.chars, self.labels = (preprocessor.words, preprocessor.chars,
                                                preprocessor.labels)
         self.preprocessor = preprocessor
+        # Tracked, so the char-LM vocabulary (tasks.ner_char_lm) is exported with the model.
+        self.char_lm = getattr(preprocessor, "char_lm", None)
         self.document_context = float(document_context)
         self.max_text_tokens, self.max_batch = int(max_text_tokens), int(max_batch)
         for name in ("max_text_tokens", "max_batch"):
