@@ -154,3 +154,16 @@ def test_config_round_trip_and_saved_model_file(tmp_path):
     assert not reloaded.trainable and not loaded.trainable_weights
     with pytest.raises(ValueError, match="positive int"):
         CharLMFeatures(0, 4, 8)
+
+
+def test_mixed_precision_gives_float32_features_close_to_float32(vocab):
+    lm = _lm()
+    ids, positions = sentence_char_inputs(tf.constant([WORDS]), vocab, lines=False,
+                                          reverse=False, max_token_chars=64)
+    expected = CharLMFeatures.from_layers(lm.get_layer(EMBEDDING), lm.get_layer(RNN))(
+        [ids, positions]).numpy()
+    keras.config.set_dtype_policy("mixed_bfloat16")  # the conftest fixture resets it
+    layer = CharLMFeatures.from_layers(lm.get_layer(EMBEDDING), lm.get_layer(RNN))
+    out = layer([ids, positions])
+    assert out.dtype == tf.float32 and layer.weights[0].dtype == "float32"
+    np.testing.assert_allclose(out.numpy(), expected, atol=0.05)
