@@ -73,8 +73,8 @@ def main(argv=None) -> int:
           "--set", "learning_rate=0.005", "--set", f"seed={args.seed}", *FAST]
     runs = {name: os.path.join(args.out, name) for name in ("fw", "bw")}
     for name, extra in (("fw", []), ("bw", ["--set", "reverse=true"])):
-        _timed(f"lm_{name}", lambda: cli.main(cg.CharGenerationTask(), [
-            "train", "--output", runs[name], *lm, *extra]), times)
+        _timed(f"lm_{name}", lambda name=name, extra=extra: cli.main(
+            cg.CharGenerationTask(), ["train", "--output", runs[name], *lm, *extra]), times)
     tagger = ["--data", args.data, "--overwrite", "--epochs", str(args.epochs), "--set",
               f"max_examples={args.max_examples}", "--set", "units=64", "--set",
               "embedding_dim=50", "--set", "num_layers=1", "--set", "char_encoder=cnn",
@@ -83,7 +83,7 @@ def main(argv=None) -> int:
     for label, extra in (("without", []), ("with", ["--set",
                                                     f"char_lm={runs['fw']},{runs['bw']}"])):
         run = os.path.join(args.out, f"ner_{label}")
-        _timed(f"ner_{label}", lambda: cli.main(ner.NerTask(), [
+        _timed(f"ner_{label}", lambda run=run, extra=extra: cli.main(ner.NerTask(), [
             "train", "--output", run, *tagger, *extra]), times)
         with open(os.path.join(run, "metrics.json"), encoding="utf-8") as f:
             f1[label] = json.load(f)["validation"]["f1"]

@@ -11,8 +11,8 @@ another task, a direction or vocabulary mismatch, an unfinished run without a ch
 unfinished run WITH one is used with the runner's warning). Their weights are copied into
 :class:`models.layers.char_lm_features.CharLMFeatures` layers of the tagger (frozen unless
 ``char_lm_trainable=true``) and their vocabulary into the NER run's assets
-(:class:`CharLMInputs`), so the NER run directory and its export need the LM runs no longer (only resuming an
-unfinished NER run reads them again, to rebuild the model before its backup is restored).
+(:class:`CharLMInputs`), so the NER run directory and its export need the LM runs no longer
+(only resuming an unfinished NER run reads them again, to rebuild its model).
 The tagger reads the LMs' states at word boundaries; the sentence text is rebuilt in-graph from
 the tokens (:func:`pipelines.char_lm.sentence_char_inputs`), so serving still takes raw
 sentences.
