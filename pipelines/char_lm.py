@@ -27,7 +27,7 @@ def reverse_chars(text):
 
 
 def sentence_char_inputs(tokens, vocab, *, lines: bool, reverse: bool,
-                         max_token_chars: int):
+                         max_token_chars: int, max_chars: int | None = None):
     """Tokens -> a char LM's input ids and the word-boundary position of every token.
 
     The sentence is the tokens joined by single spaces (each cut to its first
@@ -37,7 +37,10 @@ def sentence_char_inputs(tokens, vocab, *, lines: bool, reverse: bool,
     space AFTER its last character, so the LM's output there has read the token and its left
     context. Backward (``reverse=True``): the ids are the reversed sentence and a token's
     position is the space BEFORE its first character (in the original order), so the backward
-    LM has read the token and everything right of it. Padding tokens get position 0.
+    LM has read the token and everything right of it. Padding tokens get position 0. With
+    ``max_chars``, the LM reads at most that many ids (its memory grows with them); a word
+    whose boundary lies beyond gets the state at the last id read (the forward LM cuts a long
+    sentence's end, the backward LM its beginning).
 
     Args:
         tokens: string ``[T]`` or ``[B, T]``; "" = padding, at the end of a row only.
@@ -45,6 +48,7 @@ def sentence_char_inputs(tokens, vocab, *, lines: bool, reverse: bool,
         lines: the LM was trained on ``[START]``-prefixed lines (else continuous text).
         reverse: the LM reads right to left.
         max_token_chars: characters of a token the LM reads (>= 1).
+        max_chars: ids the LM reads per sentence, context included (None: all; >= 2).
 
     Returns:
         ``(ids, positions)``: int32 ``[(B,) L]`` (0-padded on the right, L = the longest
@@ -53,7 +57,8 @@ def sentence_char_inputs(tokens, vocab, *, lines: bool, reverse: bool,
     tokens = tf.convert_to_tensor(tokens, tf.string)
     if tokens.shape.rank == 1:
         ids, positions = sentence_char_inputs(tokens[tf.newaxis], vocab, lines=lines,
-                                              reverse=reverse, max_token_chars=max_token_chars)
+                                              reverse=reverse, max_token_chars=max_token_chars,
+                                              max_chars=max_chars)
         return ids[0], positions[0]
     tokens = tf.strings.substr(tokens, 0, max_token_chars, unit="UTF8_CHAR")
     if vocab.lowercase:  # the lengths the vocabulary will see (lowercasing may change them)
@@ -75,4 +80,6 @@ def sentence_char_inputs(tokens, vocab, *, lines: bool, reverse: bool,
         positions = 1 + total - starts
     else:
         positions = 1 + starts + lengths
+    if max_chars is not None:
+        ids, positions = ids[:, :max_chars], tf.minimum(positions, max_chars - 1)
     return ids, tf.where(real, positions, 0)

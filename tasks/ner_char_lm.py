@@ -35,6 +35,9 @@ from tasks.runner import run_dir as rd
 DIRECTIONS = ("fw", "bw")
 #: Characters of a token a char LM reads (a 1 MB token must not become 1 M LM steps).
 MAX_TOKEN_CHARS = 64
+#: Ids a char LM reads per sentence: its states are [batch, chars, units] in memory (a
+#: CoNLL-2003 sentence has at most ~700 characters; longer ones lose their cut part's states).
+MAX_SENTENCE_CHARS = 2000
 _ASSET = "char_lm"
 
 
@@ -143,14 +146,15 @@ class CharLMInputs(tf.Module):
         lines: the LMs were trained on lines (``[START]`` context) rather than continuous text.
         directions: ``("fw",)`` or ``("fw", "bw")``.
         max_token_chars: characters of a token the LMs read.
+        max_chars: ids the LMs read per sentence.
     """
 
     def __init__(self, vocab: CharVocabulary, lines: bool, directions,
-                 max_token_chars: int = MAX_TOKEN_CHARS):
+                 max_token_chars: int = MAX_TOKEN_CHARS, max_chars: int = MAX_SENTENCE_CHARS):
         super().__init__()
         self.vocab, self.lines = vocab, bool(lines)
         self.directions = tuple(directions)
-        self.max_token_chars = int(max_token_chars)
+        self.max_token_chars, self.max_chars = int(max_token_chars), int(max_chars)
 
     @classmethod
     def fit(cls, config) -> "CharLMInputs | None":
@@ -168,7 +172,7 @@ class CharLMInputs(tf.Module):
         for direction in self.directions:
             ids, positions = sentence_char_inputs(
                 tokens, self.vocab, lines=self.lines, reverse=direction == "bw",
-                max_token_chars=self.max_token_chars)
+                max_token_chars=self.max_token_chars, max_chars=self.max_chars)
             out[input_name(direction, "ids")] = ids
             out[input_name(direction, "positions")] = positions
         return out
@@ -177,7 +181,8 @@ class CharLMInputs(tf.Module):
         self.vocab.save(assets_dir, f"{_ASSET}_chars")
         with open(os.path.join(assets_dir, f"{_ASSET}.json"), "w", encoding="utf-8") as f:
             json.dump({"lines": self.lines, "directions": list(self.directions),
-                       "max_token_chars": self.max_token_chars}, f)
+                       "max_token_chars": self.max_token_chars, "max_chars": self.max_chars},
+                      f)
 
     @classmethod
     def load(cls, assets_dir: str) -> "CharLMInputs | None":
@@ -188,7 +193,7 @@ class CharLMInputs(tf.Module):
         with open(path, encoding="utf-8") as f:
             meta = json.load(f)
         return cls(CharVocabulary.load(assets_dir, f"{_ASSET}_chars"), meta["lines"],
-                   meta["directions"], meta["max_token_chars"])
+                   meta["directions"], meta["max_token_chars"], meta["max_chars"])
 
 
 # ---- the model -----------------------------------------------------------------------------

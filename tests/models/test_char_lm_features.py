@@ -81,6 +81,12 @@ def test_sentence_text_and_positions_are_the_word_boundaries(vocab, reverse):
     np.testing.assert_array_equal(row[1:1 + len(text)], vocab(tf.constant(text),
                                                               add_start_end=False))
     assert not row[1 + len(text):].any()
+    # A cap on the ids read: cut ids, boundaries beyond it read the last id kept.
+    ids3, positions3 = sentence_char_inputs(batch, vocab, lines=True, reverse=reverse,
+                                            max_token_chars=3, max_chars=6)
+    np.testing.assert_array_equal(ids3, ids2[:, :6])
+    expected = positions2.numpy()
+    np.testing.assert_array_equal(positions3, np.where(expected > 0, np.minimum(expected, 5), 0))
 
 
 @pytest.mark.parametrize("reverse", [False, True])
