@@ -204,3 +204,15 @@ def test_bad_char_lm_runs_give_one_clear_error(lms, tmp_path, capsys):
                    f"run (train one with python -m tasks.char_generation train)"]
     assert cli.main(ner.NerTask(), args + ["--set", f"char_lm={fw},{bw},{bw}"]) == 2
     assert "char_lm" in capsys.readouterr().err
+
+
+@pytest.mark.slow  # ~1-2 min: every fuzzed request in a fresh interpreter
+def test_export_with_char_lm_survives_fuzzed_requests(exported, tmp_path):
+    from tests.tasks.serving_fuzz import assert_survives, run_fuzz, text_cases
+
+    # Empty, blank, 1 MB, NUL, invalid UTF-8, batch 0 and 1000: answered within the RSS cap,
+    # the char LMs reading at most MAX_TOKEN_CHARS per token and MAX_SENTENCE_CHARS per row.
+    cases = text_cases("serving_default") + text_cases("tag_document")
+    results = run_fuzz(exported, cases, tmp_path)
+    assert_survives(results, {"serving_default": ["text"], "tag_document": ["text"]})
+    assert all(r["ok"] for r in results.values()), results
