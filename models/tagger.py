@@ -8,6 +8,11 @@ Inputs (a dict, all int32, 0 = padding)::
     char_ids   [B, T, C]   CharVocabulary ids of each token's characters
     casing_ids [B, T]      index into CASING_CLASSES (computed in-graph by the task pipeline)
 
+With ``char_lm_layers`` (Flair-style char-LM features), per layer ``<prefix>``::
+
+    <prefix>_ids       [B, L]  a char LM's ids of the whole sentence (L characters)
+    <prefix>_positions [B, T]  index into L of each token's boundary
+
 Output: potentials [B, T, K] float32 (CRF head, decode with ``CRF.decode``) or tag
 probabilities [B, T, K] float32 (softmax head, decode with argmax). The Keras mask is the
 word mask.
@@ -148,7 +153,7 @@ def build_tagger_model(num_words: int, num_chars: int, num_tags: int, *, word_di
                        recurrent_dropout: float = 0.0, crf: bool = True,
                        tag_names=None, scheme: str | None = None,
                        pretrained_embeddings=None, train_embeddings: bool = True,
-                       name: str = "tagger") -> keras.Model:
+                       char_lm_layers=None, name: str = "tagger") -> keras.Model:
     """Builds the BiRNN-CRF (or softmax) tagger.
 
     Args:
@@ -165,6 +170,10 @@ def build_tagger_model(num_words: int, num_chars: int, num_tags: int, *, word_di
         pretrained_embeddings: optional [num_words, word_dim] matrix (e.g. from
             :func:`models.layers.embeddings.load_word_vectors`) copied into the word embedding.
         train_embeddings: fine-tune the word embedding.
+        char_lm_layers: optional ``{prefix: layer}``, e.g.
+            :class:`models.layers.char_lm_features.CharLMFeatures` per char LM direction: each
+            reads inputs ``<prefix>_ids`` [B, L] and ``<prefix>_positions`` [B, T] and gives
+            [B, T, D] features, concatenated with the word/char/casing features.
 
     Returns:
         Uncompiled model: dict inputs ``word_ids``/``char_ids``/``casing_ids`` -> float32
@@ -200,6 +209,10 @@ def build_tagger_model(num_words: int, num_chars: int, num_tags: int, *, word_di
                                     name="char_encoder")(inputs["char_ids"]))
     features.append(keras.layers.Embedding(len(CASING_CLASSES), casing_dim,
                                            name="casing_embedding")(inputs["casing_ids"]))
+    for prefix, layer in (char_lm_layers or {}).items():
+        keys = (f"{prefix}_ids", f"{prefix}_positions")
+        inputs.update({key: keras.Input((None,), dtype="int32", name=key) for key in keys})
+        features.append(layer([inputs[key] for key in keys]))
     # Only the word embedding carries a mask, so the features' mask is the word mask.
     x = MaskedConcatenate(name="features")(features)
     x = keras.layers.Dropout(dropout, name="feature_dropout")(x)

@@ -5,11 +5,14 @@
     python -m tasks.char_generation generate --prompt Ma --top-k 5 --seed 1 --num-samples 5
     python -m tasks.char_generation score Mary Xqzt Marta
     python -m tasks.char_generation export
+    python -m tasks.char_generation train --data text.txt --set reverse=true  # backward LM
 
 Data: ``names`` (lines: each name is [START] chars [END]; generation stops at [END] and flags
 names seen in training), ``shakespeare`` or a text file (continuous: fixed windows over the
 concatenated text). Sampling runs in-graph (``models.language_model.generate``): the prompt and
-every new character cost one RNN step, never a re-read of the prefix.
+every new character cost one RNN step, never a re-read of the prefix. ``reverse=true`` trains a
+right-to-left model (NER's char-LM features use one, :mod:`tasks.ner_char_lm`): its prompts are
+a text's end, continued leftward, and ``score`` reads texts right to left.
 
 The serving module and its request limits: :mod:`tasks.char_generation_serving`. Reads
 top-down: config -> preprocessing -> metrics -> the task (data, model, CLI).
@@ -28,6 +31,7 @@ import tensorflow as tf
 
 from models.language_model import build_char_language_model
 from pipelines import batching, sources
+from pipelines.char_lm import reverse_chars
 from pipelines.vocab import END_ID, OOV_ID, PAD_ID, START_ID, CharVocabulary
 from tasks import char_generation_data  # noqa: F401 (registers the task's data sources)
 from tasks.char_generation_serving import CharGenerationServing
@@ -60,6 +64,10 @@ class CharGenerationConfig(TaskConfig):
     max_score_length: int = 10000  # serving: `score` reads a text's first characters
     top_k: int = 0                 # used by serving_default; the `generate` signature takes its own
     top_p: float = 1.0
+    # A backward (right-to-left) LM: every text is reversed before encoding; serving reverses
+    # the prompt and the output back, so a prompt is the END of the text it continues leftward.
+    # The backward half of NER's char-LM features (tasks.ner_char_lm).
+    reverse: bool = False
 
     def check(self, checks):
         super().check(checks)
@@ -74,15 +82,17 @@ class CharGenerationConfig(TaskConfig):
 
 # ---- preprocessing ------------------------------------------------------------------------
 class CharPreprocessor(Preprocessor):
-    """Character vocabulary (with [START]/[END]), the data mode, and the training lines (a
-    lookup table: ``seen_in_training``)."""
+    """Character vocabulary (with [START]/[END]), the data mode, the training lines (a
+    lookup table: ``seen_in_training``) and the reading direction (``reverse``: right to
+    left)."""
 
-    def __init__(self, vocab: CharVocabulary, mode: str, seen: list[str]):
+    def __init__(self, vocab: CharVocabulary, mode: str, seen: list[str], reverse=False):
         super().__init__()
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         self.vocab, self.mode = vocab, mode
         self.seen = self._no_dependency(list(seen))  # plain strings, not tracked state
+        self.reverse = bool(reverse)
         # seen_in_training: 1 seen / 0 new for lines; -1 (not applicable) for continuous text.
         lines = mode == "lines"
         keys = (self.seen if lines else []) or [""]  # a table needs >= 1 key
@@ -90,16 +100,22 @@ class CharPreprocessor(Preprocessor):
             tf.constant(keys, tf.string), tf.fill([len(keys)], 1 if lines else -1)),
             default_value=0 if lines else -1)
 
+    def oriented(self, texts):
+        """string [batch] or []: the texts in the order the model reads them."""
+        return reverse_chars(texts) if self.reverse else texts
+
     def save(self, assets_dir: str) -> None:
         self.vocab.save(assets_dir, "chars")
         with open(os.path.join(assets_dir, "char_generation.json"), "w", encoding="utf-8") as f:
-            json.dump({"mode": self.mode, "seen": self.seen}, f, ensure_ascii=False)
+            json.dump({"mode": self.mode, "seen": self.seen, "reverse": self.reverse}, f,
+                      ensure_ascii=False)
 
     @classmethod
     def load(cls, assets_dir: str, config=None) -> "CharPreprocessor":
         with open(os.path.join(assets_dir, "char_generation.json"), encoding="utf-8") as f:
             meta = json.load(f)
-        return cls(CharVocabulary.load(assets_dir, "chars"), meta["mode"], meta["seen"])
+        return cls(CharVocabulary.load(assets_dir, "chars"), meta["mode"], meta["seen"],
+                   meta.get("reverse", False))
 
     @property
     def end_id(self) -> int | None:
@@ -121,6 +137,7 @@ class CharPreprocessor(Preprocessor):
 
     def context_ids(self, prompts):
         """string [batch] -> int32 [batch, time] right-padded, >= 1 id per row."""
+        prompts = self.oriented(prompts)
         if self.mode == "lines":
             ids = self.vocab(prompts, add_start_end=False)
             start = tf.fill([tf.shape(ids)[0], 1], START_ID)
@@ -130,6 +147,7 @@ class CharPreprocessor(Preprocessor):
 
     def scored_ids(self, texts):
         """string [batch] -> ids whose first column is context and the rest are scored."""
+        texts = self.oriented(texts)
         if self.mode == "lines":
             return self.vocab(texts, add_start_end=True)
         return self.vocab(tf.strings.join([CONTINUOUS_CONTEXT, texts]), add_start_end=False)
@@ -180,7 +198,7 @@ class CharGenerationTask(GenerativeTask):
         # lines file is not copied into memory.
         seen = [t.decode("utf-8") for t in splits.train.map(lambda e: e["text"])
                 .take(SEEN_MAX).as_numpy_iterator()] if mode == "lines" else []
-        return CharPreprocessor(vocab, mode, seen)
+        return CharPreprocessor(vocab, mode, seen, reverse=config.reverse)
 
     def make_dataset(self, config, preprocessor, split, training):
         vocab, width = preprocessor.vocab, config.sequence_length + 1
@@ -188,7 +206,7 @@ class CharGenerationTask(GenerativeTask):
         if preprocessor.mode == "lines":
             # One name per example: [START] chars [END], inputs/targets shifted by one.
             def shifted(e):
-                ids = vocab(e["text"], add_start_end=True)[:width]
+                ids = vocab(preprocessor.oriented(e["text"]), add_start_end=True)[:width]
                 return ids[:-1], ids[1:]
 
             ds = split.map(shifted)
@@ -197,8 +215,8 @@ class CharGenerationTask(GenerativeTask):
             ds, _ = batching.bucket_batch(ds, config.batch_size,
                                           lambda x, y: tf.shape(x)[0], num_buckets=4)
         else:
-            ds = split.map(lambda e: vocab(tf.strings.join([e["text"], CONTINUOUS_CONTEXT]),
-                                           add_start_end=False))
+            ds = split.map(lambda e: vocab(tf.strings.join(
+                [preprocessor.oriented(e["text"]), CONTINUOUS_CONTEXT]), add_start_end=False))
             ds = batching.lm_windows(ds, config.sequence_length)
             ds = batching.finalize(ds, shuffle_buffer=10_000 if training else 0, seed=config.seed,
                                    cache=cache, prefetch=False)

@@ -56,7 +56,9 @@ class CharGenerationServing(tf.Module):
 
     def _generate(self, prompt, length, temperature, top_k, top_p):
         prompt = valid_utf8(check_batch(prompt, self.max_batch, "prompt"))
-        context, truncated = keep_chars(prompt, self.max_prompt_length, last=True)
+        # A backward model continues to the left: its context is the prompt's beginning.
+        context, truncated = keep_chars(prompt, self.max_prompt_length,
+                                        last=not self.preprocessor.reverse)
         temperature, top_k, top_p = check_sampling(temperature, top_k, top_p)
         length = tf.clip_by_value(length, 0, self.max_length)
         ids, num_chars = generate(
@@ -64,8 +66,9 @@ class CharGenerationServing(tf.Module):
             top_k, top_p, seed=self.seed_generator,
             forbidden_ids=self.preprocessor.forbidden_ids,
             end_id=self.preprocessor.end_id)
-        generated = self.preprocessor.decode(ids)
-        text = tf.strings.join([prompt, generated])
+        generated = self.preprocessor.oriented(self.preprocessor.decode(ids))
+        text = tf.strings.join([generated, prompt] if self.preprocessor.reverse
+                               else [prompt, generated])
         return {"text": text, "generated": generated, "num_chars": num_chars,
                 "seen_in_training": self.preprocessor.seen_in_training(text),
                 "truncated": truncated}

@@ -4,6 +4,7 @@
     python -m tasks.ner train --set crf=false --set char_encoder=cnn
     python -m tasks.ner predict "Angela Merkel visited Paris on Monday ."
     python -m tasks.ner export
+    python -m tasks.ner train --set char_lm=runs/lm_fw,runs/lm_bw  # char-LM features
 
 Data: a CoNLL directory/file, ``conll2003`` (TFDS, online) or ``synthetic`` (offline demo).
 Tags are converted to ``scheme`` (BIOES by default) for training and back to the corpus's own
@@ -40,7 +41,10 @@ from pipelines.ner_features import (
     replace_singletons,
 )
 from pipelines.vocab import OOV_ID, CharVocabulary, LabelLookup, TokenVocabulary
-from tasks import ner_data  # noqa: F401 (registers the task's data sources)
+from tasks import (
+    ner_char_lm,
+    ner_data,  # noqa: F401 (registers the task's data sources)
+)
 from tasks.ner_eval import SplitTagger, entity_metrics  # noqa: F401 (entity_metrics: API)
 from tasks.ner_serving import NerServing
 from tasks.runner import registry
@@ -76,6 +80,9 @@ class NerConfig(TaskConfig):
     # Weight of the document mean in a capitalised token's potentials at evaluation (repeated
     # words of a -DOCSTART- document, models.layers.document_context); 0 = sentence level only.
     document_context: float = 0.5
+    # Flair-style char-LM features (tasks.ner_char_lm): "FW_RUN[,BW_RUN]" char_generation runs.
+    char_lm: str = ""
+    char_lm_trainable: bool = False  # fine-tune the char LMs (default: frozen features)
 
     def __post_init__(self):
         for name in ("singleton_unk", "document_context"):  # at construction, as before
@@ -92,15 +99,18 @@ class NerConfig(TaskConfig):
         checks.at_least(3, "max_tokens")  # padding, [UNK] and one word
         checks.require("embeddings", not self.embeddings or os.path.isfile(self.embeddings),
                        "no such file")
+        ner_char_lm.check_config(checks, self)
 
 
 # ---- preprocessing ------------------------------------------------------------------------
 class NerPreprocessor(Preprocessor):
     """Word and character vocabularies (training split), tag names, schemes."""
 
-    def __init__(self, words, chars, labels, scheme, input_scheme, max_word_length):
+    def __init__(self, words, chars, labels, scheme, input_scheme, max_word_length,
+                 char_lm=None):
         super().__init__()
         self.words, self.chars, self.labels = words, chars, labels
+        self.char_lm = char_lm  # ner_char_lm.CharLMInputs, or None without char-LM features
         self.scheme, self.input_scheme = scheme, input_scheme
         self.max_word_length = int(max_word_length)
 
@@ -112,6 +122,8 @@ class NerPreprocessor(Preprocessor):
         self.words.save(assets_dir, "words")
         self.chars.save(assets_dir, "chars")
         self.labels.save(assets_dir, "tags")
+        if self.char_lm is not None:
+            self.char_lm.save(assets_dir)
         with open(os.path.join(assets_dir, "ner.json"), "w", encoding="utf-8") as f:
             json.dump({"scheme": self.scheme, "input_scheme": self.input_scheme,
                        "max_word_length": self.max_word_length}, f)
@@ -122,14 +134,16 @@ class NerPreprocessor(Preprocessor):
             meta = json.load(f)
         return cls(TokenVocabulary.load(assets_dir, "words"),
                    CharVocabulary.load(assets_dir, "chars"), LabelLookup.load(assets_dir, "tags"),
-                   meta["scheme"], meta["input_scheme"], meta["max_word_length"])
+                   meta["scheme"], meta["input_scheme"], meta["max_word_length"],
+                   ner_char_lm.CharLMInputs.load(assets_dir))
 
     def features(self, tokens):
         """string tokens ``[..., T]`` ("" = padding) -> the tagger's input dict (``char_ids``
         ``[..., T, C]``, C = the longest token's characters up to ``max_word_length``)."""
         chars = self.chars.token_chars(first_chars(tokens, self.max_word_length))
         return {"word_ids": self.words(tokens), "char_ids": chars,
-                "casing_ids": casing_ids(tokens)}
+                "casing_ids": casing_ids(tokens),
+                **(self.char_lm.features(tokens) if self.char_lm is not None else {})}
 
     def tag_names_of(self, tag_ids):
         """int tag ids ``[...]`` (the internal ``scheme``) -> tag strings ``[...]``."""
@@ -247,7 +261,7 @@ class NerTask(Task):
         info = splits.info
         return NerPreprocessor(words, chars, LabelLookup(info["tag_names"]),
                                info.get("target_scheme", config.scheme), info["scheme"],
-                               config.max_word_length)
+                               config.max_word_length, ner_char_lm.CharLMInputs.fit(config))
 
     def make_dataset(self, config, preprocessor, split, training):
         def encode(e):
@@ -285,7 +299,8 @@ class NerTask(Task):
             num_layers=config.num_layers, dropout=config.dropout,
             recurrent_dropout=config.recurrent_dropout, crf=config.crf,
             tag_names=preprocessor.tag_names, scheme=preprocessor.scheme,
-            pretrained_embeddings=matrix)
+            pretrained_embeddings=matrix,
+            char_lm_layers=ner_char_lm.feature_layers(config, preprocessor.char_lm))
 
     def compile_kwargs(self, config):
         metrics = [TagF1(outside_id=0), keras.metrics.SparseCategoricalAccuracy(name="accuracy")]

@@ -8,4 +8,5 @@
 * :mod:`~models.layers.attention`: ``BahdanauAttention``, ``LuongAttention``.
 * :mod:`~models.layers.document_context`: pooling a document's repeated tokens.
 * :mod:`~models.layers.embeddings`: reading pretrained word vectors into an embedding matrix.
+* :mod:`~models.layers.char_lm_features`: a char LM's states at word boundaries (NER features).
 """
