@@ -13,7 +13,7 @@ import os
 import tensorflow as tf
 
 from pipelines import sources
-from pipelines.readers import text_label, text_stream
+from pipelines.readers import file_stream, text_label, text_stream
 from pipelines.readers._common import RawSplits, check_options
 
 _named, _dense, _ragged, _strings = (sources.named_splits, sources.dense, sources.ragged,
@@ -31,6 +31,9 @@ def _raw_sentiment(source, *, seed, max_examples, options) -> RawSplits:
     if os.path.isfile(source):  # read lazily (pipelines.readers.text_stream)
         return text_stream.sentiment_file_splits(source, seed=seed, options=options,
                                                  max_examples=max_examples)
+    if os.path.isdir(source):  # aclImdb-style folders: a review file a record, read lazily
+        return file_stream.aclimdb_splits(source, seed=seed, options=options,
+                                          max_examples=max_examples)
     return text_label.sentiment_splits(source, seed=seed, options=options,
                                        max_examples=max_examples)
 
