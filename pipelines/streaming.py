@@ -52,6 +52,20 @@ def record_hashes(n: int, seed: int) -> np.ndarray:
     return _splitmix64(keys)
 
 
+def record_hashes_tf(numbers: tf.Tensor, seed: int) -> tf.Tensor:
+    """:func:`record_hashes` in graph ops: uint64 hashes of int64 record ``numbers`` (any
+    shape), for datasets that are filtered by split without a table of record numbers."""
+    def mix(x):
+        for shift, factor in ((30, 0xBF58476D1CE4E5B9), (27, 0x94D049BB133111EB)):
+            x = tf.bitwise.bitwise_xor(x, tf.bitwise.right_shift(x, tf.constant(shift, tf.uint64)))
+            x = x * tf.constant(factor, tf.uint64)
+        return tf.bitwise.bitwise_xor(x, tf.bitwise.right_shift(x, tf.constant(31, tf.uint64)))
+
+    key = int(_splitmix64(np.array([seed & _MASK64], np.uint64))[0])
+    x = tf.bitwise.bitwise_xor(tf.cast(numbers, tf.uint64), tf.constant(key, tf.uint64))
+    return mix(x + tf.constant(0x9E3779B97F4A7C15, tf.uint64))
+
+
 def seeded_order(n: int, seed: int) -> np.ndarray:
     """int64 [n]: record numbers sorted by :func:`record_hashes` (a seeded permutation that
     needs only the count, so it is the same for a list in memory and a streamed file)."""
@@ -313,4 +327,5 @@ def total_bytes(paths: Sequence[str]) -> int:
 
 __all__ = ["GENERATOR_BLOCK", "IN_MEMORY_MAX_BYTES", "LineIndex", "StreamedSplits", "capped",
            "choose", "datasets", "decoded_lines", "generator_dataset", "materialise",
-           "record_hashes", "seeded_order", "split_groups", "split_records", "total_bytes"]
+           "record_hashes", "record_hashes_tf", "seeded_order", "split_groups", "split_records",
+           "total_bytes"]

@@ -31,7 +31,7 @@ def _raw_ner(source, *, seed, max_examples, options) -> RawSplits:
         from pipelines.readers.tfds_sources import tfds_ner
 
         name = source[len("tfds:"):] if kind == "tfds" else source
-        return tfds_ner(name, seed=seed, options=options)
+        return tfds_ner(name, seed=seed, options=options, max_examples=max_examples)
     if source == "synthetic":
         from pipelines import synthetic_ner
 

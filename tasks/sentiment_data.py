@@ -27,7 +27,8 @@ def _raw_sentiment(source, *, seed, max_examples, options) -> RawSplits:
     if _resolve("sentiment", source) == "tfds":
         from pipelines.readers.tfds_sources import tfds_sentiment
 
-        return tfds_sentiment(source[len("tfds:"):], seed=seed, options=options)
+        return tfds_sentiment(source[len("tfds:"):], seed=seed, options=options,
+                              max_examples=max_examples)
     if os.path.isfile(source):  # read lazily (pipelines.readers.text_stream)
         return text_stream.sentiment_file_splits(source, seed=seed, options=options,
                                                  max_examples=max_examples)

@@ -202,3 +202,27 @@ def test_bad_pairs_line_deep_in_a_streamed_file(tmp_path):
     path.write_bytes(b"a\tb\n" * 5 + b"K\xf6ln\tCologne\n")
     with pytest.raises(DataError, match=f"{path}:6: not valid UTF-8"):
         pairs.pairs_file_splits(str(path), seed=0, options={}, stream=True)
+
+
+# ----------------------------------------------------------------------------- TFDS mapping
+
+def test_tfds_train_is_cut_by_the_seeded_hash_without_draining():
+    from pipelines.readers import tfds_sources
+
+    n = 50
+    stand_in = tf.data.Dataset.range(n).map(lambda i: {"id": i})  # a TFDS split's stand-in
+    train, validation, sizes = tfds_sources.seeded_cut(stand_in, n, 7, (0.8, 0.2, 0.0))
+    expected = streaming.split_records(n, 7, (0.8, 0.2, 0.0))
+    got = [[int(e["id"]) for e in part] for part in (train, validation)]
+    assert sorted(got[0]) == sorted(expected[0].tolist()) and got[0] == sorted(got[0])
+    assert sorted(got[1]) == sorted(expected[1].tolist()) and sizes == (40, 10)
+    assert train.cardinality() == tf.data.UNKNOWN_CARDINALITY  # filtered lazily, not sliced
+
+
+def test_clean_text_in_graph_ops_matches_python():
+    from pipelines.readers import text_label, tfds_sources
+
+    texts = ["a<br /><br />b <BR>c  d", "  tabs\tand\nnewlines  ", "nbsp\u00a0here\u2003em",
+             "<br/>lead and trail<br>", "plain"]
+    got = [t.decode() for t in tfds_sources.clean_text_tf(tf.constant(texts)).numpy()]
+    assert got == [text_label.clean_text(t) for t in texts]
