@@ -174,6 +174,9 @@ def ner_conll_splits(source: str, *, seed: int, options: dict, max_examples: int
             split_of[part] = k
     entities, types, repaired = _validate(index, scheme, target, repair, split_of)
     paths, lines = index.lines.paths, index.lines
+    # A valid IOB2 or BIOES sequence converts to itself (IOB1 does not: a B- after O becomes
+    # I-), so the lazy reader skips the conversion then (~30% of its time).
+    identity = scheme == target != "IOB1"
 
     def make(records):
         def read():
@@ -186,7 +189,9 @@ def ner_conll_splits(source: str, *, seed: int, options: dict, max_examples: int
                         _lines_from(f, int(lines.offsets[i]), int(lines.lines[i])),
                         paths[fid], **read_opts))
                     tags = repaired.get(int(i))
-                    if tags is None:  # validated at load: converts without error or warning
+                    if tags is None and identity:
+                        tags = sentence.tags
+                    elif tags is None:  # validated at load: converts without error or warning
                         tags = tagging.convert(sentence.tags, scheme, target)
                     # A sentence outside any -DOCSTART- document is one of its own (id < 0).
                     document = int(index.documents[i])
