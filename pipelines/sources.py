@@ -1,7 +1,10 @@
 """One entry point for every task's data: ``load(task, source) -> Splits``.
 
-Readers (``pipelines.readers``) produce plain-Python splits; this module caps them, turns
-them into ``tf.data`` datasets of dicts and counts what is in them. Splits are made by the
+Readers (``pipelines.readers``) produce plain-Python splits (named and generated sources);
+this module caps them, turns them into ``tf.data`` datasets of dicts and counts what is in
+them. File, folder and TFDS sources are read by streamed readers that return
+:class:`pipelines.streaming.StreamedSplits` (already datasets, capped and counted), passed
+through as they are. Splits are made by the
 readers with a seeded shuffle (or by file/stream), so the same seed always gives the same
 examples in the same order, and the test split never feeds anything fitted on train.
 
