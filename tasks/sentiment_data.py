@@ -14,7 +14,7 @@ import tensorflow as tf
 
 from pipelines import sources
 from pipelines.readers import file_stream, text_label, text_stream
-from pipelines.readers._common import RawSplits, check_options
+from pipelines.readers._common import RawSplits
 
 _named, _dense, _ragged, _strings = (sources.named_splits, sources.dense, sources.ragged,
                                      sources.strings)
@@ -58,10 +58,10 @@ def _build_sentiment(raw: RawSplits, options) -> tuple[dict, dict]:
 
 # ---- evaluate --data FILE (from pipelines/readers/evaluation.py)
 
-def _sentiment(path: str, options: dict) -> tuple[list, dict]:
-    check_options(options, ("text_column", "label_column", "class_names"), path)
-    examples, class_names = text_label.read_text_label(path, **options)
-    return examples, {"class_names": class_names}
+def _sentiment(path: str, options: dict):
+    # The whole file, in order, streamed like a training file.
+    return text_stream.sentiment_file_splits(path, seed=0, options=dict(options),
+                                             evaluation=True)
 
 
 DATA = sources.register(sources.TaskData(

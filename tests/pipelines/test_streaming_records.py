@@ -32,7 +32,7 @@ def _write_conll(path, n, seed=0, docstart_every=7, prefix="I"):
         for i in range(n):
             if i % docstart_every == 0:
                 f.write("-DOCSTART- -X- O\n\n")
-            for j in range(int(rng.integers(1, 9))):
+            for _ in range(int(rng.integers(1, 9))):
                 tag = "O" if rng.random() < 0.5 else f"{prefix}-{TYPES[int(rng.integers(0, 3))]}"
                 f.write(f"w{int(rng.integers(0, 50))}_{i} NN {tag}\n")
             f.write("\n")
@@ -226,3 +226,26 @@ def test_clean_text_in_graph_ops_matches_python():
              "<br/>lead and trail<br>", "plain"]
     got = [t.decode() for t in tfds_sources.clean_text_tf(tf.constant(texts)).numpy()]
     assert got == [text_label.clean_text(t) for t in texts]
+
+
+def test_evaluate_data_file_streams_for_sentiment_and_char(tmp_path, monkeypatch):
+    from pipelines.readers import plain_text, text_label
+
+    monkeypatch.setattr(streaming, "IN_MEMORY_MAX_BYTES", 0)
+    reviews = tmp_path / "reviews.csv"
+    reviews.write_text("text,label\n" + "".join(f"review {i} <br />here,{i % 2}\n"
+                                                 for i in range(9)), encoding="utf-8")
+    splits = sources.load("sentiment", str(reviews), evaluation=True)
+    assert splits.info["streamed"] and splits.info["whole_file"]
+    examples, _ = text_label.read_text_label(reviews)
+    assert _rows(splits.test) == _rows(splits.validation) == [(y, t.encode())
+                                                              for t, y in examples]
+    assert splits.info["examples"] == {"train": 0, "validation": 9, "test": 9}
+    story = tmp_path / "story.txt"
+    story.write_text("\n\n".join(f"Paragraph {i}.\nIts second line." for i in range(5)),
+                     encoding="utf-8")
+    for mode, expected in (("continuous", plain_text.chunk_text(story.read_text())),
+                           ("lines", plain_text.read_lines(story))):
+        splits = sources.load("char_generation", str(story), evaluation=True, mode=mode)
+        assert splits.info["streamed"] and splits.info["whole_file"]
+        assert [r[0].decode() for r in _rows(splits.test)] == expected
