@@ -11,7 +11,10 @@ A file source is read twice, never held whole:
 Splits are assigned by hashing a stable key, the record's number in the corpus, with the seed:
 the records sorted by that hash give the split order, the first ``n_train`` are train, the next
 ``n_val`` validation, the rest test (sizes from ``split_sizes``, so tiny files still get a
-validation example). Only the index (integers) is ranked in memory, never the text. The same
+validation example). Records that must stay together (translations of one sentence) are
+ranked by a hash of a group key instead (:func:`split_groups`); a dataset that is already a
+stream (TFDS) is filtered by the same hash computed in graph ops (:func:`record_hashes_tf`).
+Only the index (integers) is ranked in memory, never the text. The same
 seed gives the same splits and the same order, whichever path (streamed or in memory) reads
 them: both go through :func:`split_records`.
 """
