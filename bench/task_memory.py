@@ -3,6 +3,14 @@
     python bench/task_memory.py                  # 100 MB and 1 GB, sentiment CSV and char text
     python bench/task_memory.py --with-3gb       # also a 3 GB char text file
     python bench/task_memory.py --sizes-mb 5,50  # quick check
+    python bench/task_memory.py --loads          # ner/seq2seq: load + one train pass,
+                                                 # streamed vs the old in-memory path
+
+``--loads`` (``--load-mb``, default 100): for a generated CoNLL file and a generated pairs
+file, the peak RSS and seconds of ``sources.load`` plus one pass over the train split, in a
+child process each: ``streamed`` (today's path) and ``lists`` (the path before streaming,
+still in the code: ``conll.ner_splits`` / ``pairs.pairs_splits`` read the file into Python
+lists, ``_build_ner`` / ``_build_seq2seq`` turn them into graph constants).
 
 For each task and size it writes a corpus into a temporary directory (deleted afterwards), runs
 ``python -m tasks.<task> train`` in a child process on the file: a small model,
@@ -77,6 +85,98 @@ def write_corpus(path: str, size_mb: int, kind: str, seed: int = 0) -> int:
     return os.path.getsize(path)
 
 
+def write_records(path: str, size_mb: int, kind: str, seed: int = 0) -> int:
+    """About ``size_mb`` MB of CoNLL sentences (``kind="conll"``: ``token POS tag`` lines,
+    a ``-DOCSTART-`` every 50 sentences) or tab-separated pairs (``"pairs"``)."""
+    rng = np.random.default_rng(seed)
+    types = ("PER", "LOC", "ORG", "MISC")
+    block = []
+    for i in range(5000):
+        words = list(rng.choice(WORDS, size=int(rng.integers(4, 30))))
+        if kind == "conll":
+            lines = ["-DOCSTART- -X- O\n"] if i % 50 == 0 else []
+            previous = "O"
+            for w in words:
+                kind_ = types[int(rng.integers(0, 4))]
+                tag = ("O" if rng.random() < 0.7 else f"B-{kind_}" if previous == "O"
+                       else f"I-{previous[2:]}")
+                previous = tag
+                lines.append(f"{w.capitalize() if tag != 'O' else w} NN {tag}\n")
+            block.append("".join(lines) + "\n")
+        else:
+            half = len(words) // 2
+            block.append((" ".join(words[:half]), " ".join(words[half:]).upper()))
+    target, written, i = size_mb * 2 ** 20, 0, 0
+    with open(path, "w", encoding="utf-8") as f:
+        while written < target:
+            if kind == "conll":
+                written += f.write("".join(block))
+            else:
+                written += f.write("".join(f"{a} {i + k}\t{b}\n" for k, (a, b) in
+                                           enumerate(block)))
+                i += len(block)
+    return os.path.getsize(path)
+
+
+_LOAD = """
+import json, resource, sys, time
+import tasks.runner.registry
+from pipelines import sources
+task, path, mode = sys.argv[1:4]
+start = time.perf_counter()
+if mode == "streamed":
+    splits = sources.load(task, path, seed=1)
+    train, streamed = splits.train, splits.info["streamed"]
+elif task == "ner":
+    from pipelines.readers import conll
+    from tasks import ner_data
+    train, streamed = ner_data._build_ner(conll.ner_splits(path, seed=1, options={}), {})[0][
+        "train"], False
+else:
+    from pipelines.readers import pairs
+    from tasks import seq2seq_data
+    train, streamed = seq2seq_data._build_seq2seq(pairs.pairs_splits(path, seed=1, options={}),
+                                                  {})[0]["train"], False
+loaded = time.perf_counter() - start
+import numpy as np
+n = int(train.reduce(np.int64(0), lambda count, _: count + 1))  # one pass, no eager loop
+print(json.dumps({"peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+                                       / 1024, 1), "load_s": round(loaded, 1),
+                  "total_s": round(time.perf_counter() - start, 1), "train_examples": n,
+                  "streamed": streamed}))
+"""
+
+
+def run_load(task: str, path: str, mode: str, timeout: float) -> dict:
+    """``sources.load`` + one pass over train in a child process (``mode``: ``streamed`` or
+    ``lists``): its peak RSS (MB), seconds, train examples."""
+    env = dict(os.environ, KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="2")
+    proc = subprocess.run([sys.executable, "-c", _LOAD, task, path, mode], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        print(proc.stderr[-3000:], file=sys.stderr)
+        return {"rc": proc.returncode}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def loads(size_mb: int, tmp: str | None, timeout: float) -> dict:
+    """Streamed vs lists for a generated CoNLL and pairs file of ``size_mb`` MB."""
+    root = tempfile.mkdtemp(prefix="load_memory-", dir=tmp)
+    result = {"size_mb": size_mb}
+    try:
+        for task, kind in (("ner", "conll"), ("seq2seq", "pairs")):
+            path = os.path.join(root, f"{task}.{kind}")
+            result[f"{task}_file_mb"] = round(write_records(path, size_mb, kind) / 2 ** 20, 1)
+            for mode in ("streamed", "lists"):
+                result[f"{task}_{mode}"] = run_load(task, path, mode, timeout)
+                print(f"{task} {mode}: {result[f'{task}_{mode}']}", flush=True)
+            os.remove(path)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    print(json.dumps(result))
+    return result
+
+
 def run_train(task: str, data: str, out: str, steps: int, vocab_examples: int,
               max_examples: int, timeout: float) -> dict:
     """One ``train`` in a child process: peak RSS (MB), seconds, return code."""
@@ -107,7 +207,12 @@ def main(argv=None) -> dict:
                         help="training examples read per run (0: all; slow on big corpora)")
     parser.add_argument("--tmp", default=None, help="where the corpora go (default: system tmp)")
     parser.add_argument("--timeout", type=float, default=3600)
+    parser.add_argument("--loads", action="store_true",
+                        help="only ner/seq2seq load + one train pass, streamed vs lists")
+    parser.add_argument("--load-mb", type=int, default=100, help="file size for --loads")
     args = parser.parse_args(argv)
+    if args.loads:
+        return loads(args.load_mb, args.tmp, args.timeout)
     sizes = [int(s) for s in args.sizes_mb.split(",") if s]
     root = tempfile.mkdtemp(prefix="task_memory-", dir=args.tmp)
     result = {"sizes_mb": sizes, "max_examples": args.max_examples, "steps": args.steps,

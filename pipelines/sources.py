@@ -1,7 +1,10 @@
 """One entry point for every task's data: ``load(task, source) -> Splits``.
 
-Readers (``pipelines.readers``) produce plain-Python splits; this module caps them, turns
-them into ``tf.data`` datasets of dicts and counts what is in them. Splits are made by the
+Readers (``pipelines.readers``) produce plain-Python splits (named and generated sources);
+this module caps them, turns them into ``tf.data`` datasets of dicts and counts what is in
+them. File, folder and TFDS sources are read by streamed readers that return
+:class:`pipelines.streaming.StreamedSplits` (already datasets, capped and counted), passed
+through as they are. Splits are made by the
 readers with a seeded shuffle (or by file/stream), so the same seed always gives the same
 examples in the same order, and the test split never feeds anything fitted on train.
 
@@ -61,10 +64,13 @@ class TaskData:
         build: ``(raw, options) -> (datasets, info)``: ``{split: tf.data.Dataset of dicts}``
             (the task's element structure, documented in its module) and its counts.
         read_whole: ``(path, options) -> (examples, info)``: one file read whole for
-            ``evaluate --data FILE``; None: such a file loads as for training.
+            ``evaluate --data FILE`` (or a streamed reader's
+            :class:`pipelines.streaming.StreamedSplits` of it, ``info["whole_file"]`` set);
+            None: such a file loads as for training.
         whole_directories: A directory, too, is read whole by ``read_whole`` (music's form
             of a file: a folder of MIDI files).
-        evaluation_directory: ``(path, options) -> RawSplits``: a corpus directory for
+        evaluation_directory: ``(path, options) -> RawSplits`` (or ``StreamedSplits``): a
+            corpus directory for
             evaluation (e.g. CoNLL's, which needs no training file there); None: as for
             training.
         tfds: ``tfds:NAME`` sources are allowed.
@@ -170,11 +176,12 @@ def load(task: str, source: str | None = None, *, seed: int = 1337, max_examples
         raw = evaluation_splits(data, source, dict(options))
     if raw is None:
         raw = data.raw(source, seed=seed, max_examples=max_examples, options=dict(options))
-        if isinstance(raw, StreamedSplits):  # already datasets, capped and counted
-            info = {"task": task, "source": source, "synthetic": False, "seed": seed,
-                    "max_examples": max_examples, **raw.info}
-            return Splits(raw.train, raw.validation, raw.test, info)
-        raw = _cap(raw, max_examples)
+        if not isinstance(raw, StreamedSplits):
+            raw = _cap(raw, max_examples)
+    if isinstance(raw, StreamedSplits):  # already datasets, capped and counted
+        info = {"task": task, "source": source, "synthetic": False, "seed": seed,
+                "max_examples": max_examples, **raw.info}
+        return Splits(raw.train, raw.validation, raw.test, info)
     splits, info = data.build(raw, options)
     info = {"task": task, "source": source, "synthetic": False, "seed": seed,
             "max_examples": max_examples, **raw.info, **info,

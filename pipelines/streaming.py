@@ -11,7 +11,10 @@ A file source is read twice, never held whole:
 Splits are assigned by hashing a stable key, the record's number in the corpus, with the seed:
 the records sorted by that hash give the split order, the first ``n_train`` are train, the next
 ``n_val`` validation, the rest test (sizes from ``split_sizes``, so tiny files still get a
-validation example). Only the index (integers) is ranked in memory, never the text. The same
+validation example). Records that must stay together (translations of one sentence) are
+ranked by a hash of a group key instead (:func:`split_groups`); a dataset that is already a
+stream (TFDS) is filtered by the same hash computed in graph ops (:func:`record_hashes_tf`).
+Only the index (integers) is ranked in memory, never the text. The same
 seed gives the same splits and the same order, whichever path (streamed or in memory) reads
 them: both go through :func:`split_records`.
 """
@@ -50,6 +53,20 @@ def record_hashes(n: int, seed: int) -> np.ndarray:
     """uint64 [n]: the hash of (seed, record number) for records ``0..n-1``."""
     keys = np.arange(n, dtype=np.uint64) ^ _splitmix64(np.array([seed & _MASK64], np.uint64))
     return _splitmix64(keys)
+
+
+def record_hashes_tf(numbers: tf.Tensor, seed: int) -> tf.Tensor:
+    """:func:`record_hashes` in graph ops: uint64 hashes of int64 record ``numbers`` (any
+    shape), for datasets that are filtered by split without a table of record numbers."""
+    def mix(x):
+        for shift, factor in ((30, 0xBF58476D1CE4E5B9), (27, 0x94D049BB133111EB)):
+            x = tf.bitwise.bitwise_xor(x, tf.bitwise.right_shift(x, tf.constant(shift, tf.uint64)))
+            x = x * tf.constant(factor, tf.uint64)
+        return tf.bitwise.bitwise_xor(x, tf.bitwise.right_shift(x, tf.constant(31, tf.uint64)))
+
+    key = int(_splitmix64(np.array([seed & _MASK64], np.uint64))[0])
+    x = tf.bitwise.bitwise_xor(tf.cast(numbers, tf.uint64), tf.constant(key, tf.uint64))
+    return mix(x + tf.constant(0x9E3779B97F4A7C15, tf.uint64))
 
 
 def seeded_order(n: int, seed: int) -> np.ndarray:
@@ -168,45 +185,150 @@ def decoded_lines(path: str, start: int = 0, first_line: int = 1
 GENERATOR_BLOCK = 256
 
 
+def _fields(signature, row) -> list:
+    """``row``'s values in ``tf.nest.flatten(signature)`` order, down to the signature's leaves
+    only (``tf.nest.flatten`` would also flatten a list of tokens)."""
+    if isinstance(signature, dict):
+        return [x for k in sorted(signature) for x in _fields(signature[k], row[k])]
+    if isinstance(signature, (tuple, list)):
+        return [x for spec, value in zip(signature, row) for x in _fields(spec, value)]
+    return [row]
+
+
+def _is_ragged(spec) -> bool:
+    """A field with a leading ``None`` dimension (tokens [None], notes [None, 3])."""
+    return spec.shape.rank > 0
+
+
+def _pack_column(values: list, spec):
+    """One field of a block: a list (scalars) or ``(flat values, row lengths)`` (ragged)."""
+    if not _is_ragged(spec):
+        return values
+    lengths = np.array([len(v) for v in values], np.int64)
+    if spec.dtype == tf.string:
+        return [x for v in values for x in v], lengths
+    inner = tuple(spec.shape[1:])
+    flat = np.concatenate([np.asarray(v, spec.dtype.as_numpy_dtype).reshape((-1,) + inner)
+                           for v in values]) if values else np.zeros((0,) + inner)
+    return flat.astype(spec.dtype.as_numpy_dtype), lengths
+
+
+def _column_spec(spec):
+    if not _is_ragged(spec):
+        return tf.TensorSpec([None], spec.dtype)
+    return (tf.TensorSpec([None, *spec.shape[1:]], spec.dtype), tf.TensorSpec([None], tf.int64))
+
+
+@tf.autograph.experimental.do_not_convert
+def _unpack_block(signature):
+    specs = tf.nest.flatten(signature)
+
+    def unpack(*columns):
+        out = [tf.RaggedTensor.from_row_lengths(c[0], c[1]) if _is_ragged(spec) else c
+               for c, spec in zip(columns, specs)]
+        return tf.nest.pack_sequence_as(signature, out)
+    return unpack
+
+
+@tf.autograph.experimental.do_not_convert
+def _dense_elements(*element):
+    # Rows of a RaggedTensor come out dense but keep a RaggedTensorSpec, which padded_batch
+    # and Keras reject; an identity gives them a plain TensorSpec.
+    return tf.nest.map_structure(tf.identity, element if len(element) > 1 else element[0])
+
+
 def generator_dataset(make_iterator: Callable[[], Iterator], signature) -> tf.data.Dataset:
     """A dataset that calls ``make_iterator()`` afresh for every pass (every epoch).
 
     Elements cross from Python in blocks of :data:`GENERATOR_BLOCK` (one ``[block]`` tensor per
-    field) and are unbatched, in order.
+    scalar field; flat values and row lengths per variable-length field, e.g. tokens [None] or
+    notes [None, 3]) and are unbatched, in order.
     """
     specs = tf.nest.flatten(signature)
+
+    def block(rows):
+        return tuple(_pack_column([r[i] for r in rows], spec) for i, spec in enumerate(specs))
 
     def blocks():
         rows = []
         for row in make_iterator():
-            rows.append(tf.nest.flatten(row))
+            rows.append(_fields(signature, row))
             if len(rows) == GENERATOR_BLOCK:
-                yield tf.nest.pack_sequence_as(signature, [list(c) for c in zip(*rows)])
+                yield block(rows)
                 rows = []
         if rows:
-            yield tf.nest.pack_sequence_as(signature, [list(c) for c in zip(*rows)])
+            yield block(rows)
 
-    block_signature = tf.nest.pack_sequence_as(signature, [
-        tf.TensorSpec([None, *spec.shape], spec.dtype) for spec in specs])
-    return tf.data.Dataset.from_generator(blocks, output_signature=block_signature).unbatch()
+    block_signature = tuple(_column_spec(spec) for spec in specs)
+    ds = tf.data.Dataset.from_generator(blocks, output_signature=block_signature)
+    ds = ds.map(_unpack_block(signature)).unbatch()
+    return ds.map(_dense_elements) if any(map(_is_ragged, specs)) else ds
 
 
 def materialise(make_iterator: Callable[[], Iterator], signature) -> tf.data.Dataset:
     """The in-memory fast path: the same elements as :func:`generator_dataset`, sliced from
     tensors built once (only for sources under :data:`IN_MEMORY_MAX_BYTES`)."""
-    rows = list(make_iterator())
-    flat_specs = tf.nest.flatten(signature)
+    rows = [_fields(signature, row) for row in make_iterator()]
     columns = []
-    for i, spec in enumerate(flat_specs):
-        values = [tf.nest.flatten(row)[i] for row in rows]
-        columns.append(tf.constant(values, spec.dtype, shape=[len(values)]))
-    return tf.data.Dataset.from_tensor_slices(tf.nest.pack_sequence_as(signature, columns))
+    for i, spec in enumerate(tf.nest.flatten(signature)):
+        packed = _pack_column([row[i] for row in rows], spec)
+        if _is_ragged(spec):
+            flat = tf.constant(packed[0], spec.dtype, shape=[len(packed[0]), *spec.shape[1:]])
+            columns.append(tf.RaggedTensor.from_row_lengths(flat, tf.constant(packed[1])))
+        else:
+            columns.append(tf.constant(packed, spec.dtype, shape=[len(packed)]))
+    ds = tf.data.Dataset.from_tensor_slices(tf.nest.pack_sequence_as(signature, columns))
+    return ds.map(_dense_elements) if any(map(_is_ragged, tf.nest.flatten(signature))) else ds
+
+
+def choose(stream: bool | None, paths: Sequence[str]) -> bool:
+    """Whether to stream: ``stream`` when given, else several files or a large one."""
+    if stream is None:
+        return len(paths) > 1 or total_bytes(paths) >= IN_MEMORY_MAX_BYTES
+    return bool(stream)
+
+
+def datasets(parts, make: Callable, signature, stream: bool) -> list:
+    """One dataset per split (None for a None part): ``make(records)`` read lazily
+    (``stream``) or once into memory."""
+    build = generator_dataset if stream else materialise
+    return [None if part is None else build(make(part), signature) for part in parts]
+
+
+def capped(parts: Sequence[np.ndarray | None], max_examples: int) -> list:
+    """The first ``max_examples`` train and ``max(1, max_examples // 4)`` validation/test
+    records (prefixes, as for every source); all of them for 0."""
+    if not max_examples:
+        return list(parts)
+    caps = (max_examples,) + (max(1, max_examples // 4),) * (len(parts) - 1)
+    return [None if p is None else p[:c] for p, c in zip(parts, caps)]
+
+
+def split_groups(keys: np.ndarray, seed: int, fractions: Sequence[float], *,
+                 source: str = "") -> tuple[np.ndarray, ...]:
+    """Like :func:`split_records`, but records with the same key (uint64 [n], e.g. a hash of
+    the source sentence) land in one split: the distinct keys are ranked by their seeded hash
+    and cut by count; each split lists its records by (key rank, record number).
+    """
+    from pipelines.readers._common import split_sizes
+
+    unique, group = np.unique(keys, return_inverse=True)
+    n_train, n_val, _ = split_sizes(len(unique), fractions, source=source)
+    rank = np.empty(len(unique), np.int64)
+    rank[np.argsort(_splitmix64(unique ^ np.uint64(seed & _MASK64)), kind="stable")] = \
+        np.arange(len(unique))
+    record_rank = rank[group.reshape(-1)]
+    order = np.lexsort((np.arange(len(keys)), record_rank))
+    ranks = record_rank[order]
+    edges = np.searchsorted(ranks, [n_train, n_train + n_val])
+    return order[:edges[0]], order[edges[0]:edges[1]], order[edges[1]:]
 
 
 def total_bytes(paths: Sequence[str]) -> int:
     return sum(os.path.getsize(p) for p in paths)
 
 
-__all__ = ["GENERATOR_BLOCK", "IN_MEMORY_MAX_BYTES", "LineIndex", "StreamedSplits", "decoded_lines",
-           "generator_dataset", "materialise", "record_hashes",
-           "seeded_order", "split_records", "total_bytes"]
+__all__ = ["GENERATOR_BLOCK", "IN_MEMORY_MAX_BYTES", "LineIndex", "StreamedSplits", "capped",
+           "choose", "datasets", "decoded_lines", "generator_dataset", "materialise",
+           "record_hashes", "record_hashes_tf", "seeded_order", "split_groups", "split_records",
+           "total_bytes"]

@@ -9,9 +9,8 @@ from __future__ import annotations
 import tensorflow as tf
 
 from pipelines import sources
-from pipelines.errors import DataError
 from pipelines.readers import plain_text, text_stream
-from pipelines.readers._common import RawSplits, check_options, read_text
+from pipelines.readers._common import RawSplits
 
 _named, _dense, _ragged, _strings = (sources.named_splits, sources.dense, sources.ragged,
                                      sources.strings)
@@ -40,18 +39,9 @@ def _build_char(raw: RawSplits, options) -> tuple[dict, dict]:
 
 # ---- evaluate --data FILE (from pipelines/readers/evaluation.py)
 
-def _char(path: str, options: dict) -> tuple[list, dict]:
-    check_options(options, ("mode", "max_chunk_chars"), path)
-    mode = options.get("mode", "continuous")
-    if mode == "lines":
-        return plain_text.read_lines(path), {"mode": mode}
-    if mode != "continuous":
-        raise DataError(f"mode must be 'continuous' or 'lines', got {mode!r}", path)
-    chunks = plain_text.chunk_text(read_text(path),
-                                   options.get("max_chunk_chars", plain_text.MAX_CHUNK_CHARS))
-    if not chunks:
-        raise DataError("no text", path)
-    return chunks, {"mode": mode}
+def _char(path: str, options: dict):
+    # The whole file, in order, streamed like a training file.
+    return text_stream.char_file_splits(path, seed=0, options=dict(options), evaluation=True)
 
 
 DATA = sources.register(sources.TaskData(

@@ -167,7 +167,9 @@ class MusicGenerationTask(GenerativeTask):
                             max_examples=config.max_examples, evaluation=evaluation, **options)
 
     def fit_preprocessor(self, config, splits):
-        pieces = [e["notes"] for e in splits.train.as_numpy_iterator()]
+        # vocab_max_examples (0 = all; take(-1) takes everything) bounds the fitting pass.
+        pieces = [e["notes"] for e in splits.train.take(config.vocab_max_examples or -1)
+                  .as_numpy_iterator()]
         if not pieces:
             raise DataError("no training pieces", config.data)
         bigram, unigram = pitch_counts(pieces)

@@ -13,8 +13,8 @@ import tensorflow as tf
 
 from pipelines import sources
 from pipelines.errors import DataError
-from pipelines.readers import music
-from pipelines.readers._common import RawSplits, check_options
+from pipelines.readers import file_stream, music
+from pipelines.readers._common import RawSplits
 
 _named, _dense, _ragged, _strings = (sources.named_splits, sources.dense, sources.ragged,
                                      sources.strings)
@@ -25,7 +25,13 @@ _resolve = sources.resolve
 
 def _raw_music(source, *, seed, max_examples, options) -> RawSplits:
     _resolve("music_generation", source)
-    return music.music_splits(source, seed=seed, max_examples=max_examples, options=options)
+    if source == "bach":
+        return music.music_splits(source, seed=seed, max_examples=max_examples, options=options)
+    if not pathlib.Path(source).is_dir():
+        raise DataError("expected 'bach' or a directory of MIDI files", source)
+    # A MIDI folder: a file a record, parsed lazily (or kept from the index pass when small).
+    return file_stream.midi_splits(source, seed=seed, options=options,
+                                   max_examples=max_examples)
 
 
 # ---- datasets
@@ -44,17 +50,9 @@ def _build_music(raw: RawSplits, options) -> tuple[dict, dict]:
 
 # ---- evaluate --data FILE (from pipelines/readers/evaluation.py)
 
-def _music(path: str, options: dict) -> tuple[list, dict]:
-    check_options(options, ("unit", "min_notes"), path)
-    unit = options.get("unit", "seconds")
-    files = [pathlib.Path(path)]
-    if files[0].is_dir():
-        files = sorted(p for p in files[0].rglob("*") if p.suffix.lower() in (".mid", ".midi"))
-    tracks = [track for f in files
-              for track in music.read_midi(f, unit=unit, min_notes=options.get("min_notes", 1))]
-    if not tracks:
-        raise DataError("no non-drum track with notes", path)
-    return tracks, {"unit": unit, "files": {"test": [str(f) for f in files]}}
+def _music(path: str, options: dict):
+    # Every file (or the one file) whole, in order, parsed lazily like a training folder.
+    return file_stream.midi_splits(path, seed=0, options=dict(options), evaluation=True)
 
 
 DATA = sources.register(sources.TaskData(

@@ -253,7 +253,8 @@ class NerTask(Task):
                             evaluation=evaluation)
 
     def fit_preprocessor(self, config, splits):
-        tokens = splits.train.map(lambda e: e["tokens"])
+        # vocab_max_examples (0 = all; take(-1) takes everything) bounds the fitting pass.
+        tokens = splits.train.take(config.vocab_max_examples or -1).map(lambda e: e["tokens"])
         words = TokenVocabulary(max_tokens=config.max_tokens, lowercase=config.lowercase)
         chars = CharVocabulary(add_start_end=False)
         words.adapt(tokens)

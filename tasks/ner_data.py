@@ -15,8 +15,7 @@ import tensorflow as tf
 
 from pipelines import sources
 from pipelines import tags as tagging
-from pipelines.errors import DataError
-from pipelines.readers import conll
+from pipelines.readers import conll, conll_stream
 from pipelines.readers._common import RawSplits, check_options
 
 _named, _dense, _ragged, _strings = (sources.named_splits, sources.dense, sources.ragged,
@@ -32,7 +31,7 @@ def _raw_ner(source, *, seed, max_examples, options) -> RawSplits:
         from pipelines.readers.tfds_sources import tfds_ner
 
         name = source[len("tfds:"):] if kind == "tfds" else source
-        return tfds_ner(name, seed=seed, options=options)
+        return tfds_ner(name, seed=seed, options=options, max_examples=max_examples)
     if source == "synthetic":
         from pipelines import synthetic_ner
 
@@ -51,7 +50,10 @@ def _raw_ner(source, *, seed, max_examples, options) -> RawSplits:
         return RawSplits(out["train"], out["validation"], out["test"], {
             "source": source, "synthetic": True,
             "split_policy": "generated per split from independent seeded streams"})
-    return conll.ner_splits(source, seed=seed, options=options)
+    # A CoNLL file or directory: indexed once, sentences read lazily (or, when small, into
+    # memory once) by pipelines.readers.conll_stream.
+    return conll_stream.ner_conll_splits(source, seed=seed, options=options,
+                                         max_examples=max_examples)
 
 
 # ---- datasets
@@ -92,19 +94,15 @@ def _build_ner(raw: RawSplits, options) -> tuple[dict, dict]:
 
 # ---- evaluate --data FILE (from pipelines/readers/evaluation.py)
 
-def _ner(path: str, options: dict) -> tuple[list, dict]:
-    check_options(options, ("scheme", "repair", "input_scheme", "token_column", "tag_column"),
-                  path)
-    read_opts = {k: options[k] for k in ("token_column", "tag_column") if k in options}
-    sentences = list(conll.iter_conll(path, **read_opts))
-    if not sentences:
-        raise DataError("no sentences", path)
-    return sentences, {"files": {"test": path}}
+def _ner(path: str, options: dict) -> conll_stream.streaming.StreamedSplits:
+    # The whole file, in order, streamed like a training file.
+    return conll_stream.ner_conll_splits(path, seed=0, options=dict(options), evaluation=True)
 
 
-def _evaluation_directory(path: str, options: dict) -> RawSplits:
+def _evaluation_directory(path: str, options: dict) -> conll_stream.streaming.StreamedSplits:
     # A CoNLL corpus directory: its validation and test files, no training file needed.
-    return conll.ner_splits(path, seed=0, options=dict(options), require_train=False)
+    return conll_stream.ner_conll_splits(path, seed=0, options=dict(options),
+                                         require_train=False)
 
 
 DATA = sources.register(sources.TaskData(

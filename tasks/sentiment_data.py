@@ -13,8 +13,8 @@ import os
 import tensorflow as tf
 
 from pipelines import sources
-from pipelines.readers import text_label, text_stream
-from pipelines.readers._common import RawSplits, check_options
+from pipelines.readers import file_stream, text_label, text_stream
+from pipelines.readers._common import RawSplits
 
 _named, _dense, _ragged, _strings = (sources.named_splits, sources.dense, sources.ragged,
                                      sources.strings)
@@ -27,10 +27,14 @@ def _raw_sentiment(source, *, seed, max_examples, options) -> RawSplits:
     if _resolve("sentiment", source) == "tfds":
         from pipelines.readers.tfds_sources import tfds_sentiment
 
-        return tfds_sentiment(source[len("tfds:"):], seed=seed, options=options)
+        return tfds_sentiment(source[len("tfds:"):], seed=seed, options=options,
+                              max_examples=max_examples)
     if os.path.isfile(source):  # read lazily (pipelines.readers.text_stream)
         return text_stream.sentiment_file_splits(source, seed=seed, options=options,
                                                  max_examples=max_examples)
+    if os.path.isdir(source):  # aclImdb-style folders: a review file a record, read lazily
+        return file_stream.aclimdb_splits(source, seed=seed, options=options,
+                                          max_examples=max_examples)
     return text_label.sentiment_splits(source, seed=seed, options=options,
                                        max_examples=max_examples)
 
@@ -54,10 +58,10 @@ def _build_sentiment(raw: RawSplits, options) -> tuple[dict, dict]:
 
 # ---- evaluate --data FILE (from pipelines/readers/evaluation.py)
 
-def _sentiment(path: str, options: dict) -> tuple[list, dict]:
-    check_options(options, ("text_column", "label_column", "class_names"), path)
-    examples, class_names = text_label.read_text_label(path, **options)
-    return examples, {"class_names": class_names}
+def _sentiment(path: str, options: dict):
+    # The whole file, in order, streamed like a training file.
+    return text_stream.sentiment_file_splits(path, seed=0, options=dict(options),
+                                             evaluation=True)
 
 
 DATA = sources.register(sources.TaskData(

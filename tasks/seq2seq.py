@@ -181,7 +181,8 @@ class Seq2SeqTask(Task):
                             evaluation=evaluation, **options)
 
     def fit_preprocessor(self, config, splits):
-        return Seq2SeqPreprocessor.fit(config, splits.train)
+        # vocab_max_examples (0 = all; take(-1) takes everything) bounds the fitting pass.
+        return Seq2SeqPreprocessor.fit(config, splits.train.take(config.vocab_max_examples or -1))
 
     def make_dataset(self, config, preprocessor, split, training):
         def encode(source, target):

@@ -10,9 +10,8 @@ from __future__ import annotations
 import tensorflow as tf
 
 from pipelines import sources
-from pipelines.errors import DataError
 from pipelines.readers import dates, pairs
-from pipelines.readers._common import RawSplits, check_options
+from pipelines.readers._common import RawSplits
 
 _named, _dense, _ragged, _strings = (sources.named_splits, sources.dense, sources.ragged,
                                      sources.strings)
@@ -24,7 +23,9 @@ _resolve = sources.resolve
 def _raw_seq2seq(source, *, seed, max_examples, options) -> RawSplits:
     if _resolve("seq2seq", source) == "named":
         return dates.dates_splits(seed=seed, max_examples=max_examples, options=options)
-    return pairs.pairs_splits(source, seed=seed, options=options)
+    # A pairs file: indexed once, pairs read lazily (or, when small, into memory once).
+    return pairs.pairs_file_splits(source, seed=seed, options=options,
+                                   max_examples=max_examples)
 
 
 # ---- datasets
@@ -46,12 +47,9 @@ def _build_seq2seq(raw: RawSplits, options) -> tuple[dict, dict]:
 
 # ---- evaluate --data FILE (from pipelines/readers/evaluation.py)
 
-def _seq2seq(path: str, options: dict) -> tuple[list, dict]:
-    check_options(options, ("lowercase", "max_length", "reverse"), path)
-    examples = pairs.read_pairs(path, **options)
-    if not examples:
-        raise DataError("no pairs", path)
-    return examples, {}
+def _seq2seq(path: str, options: dict):
+    # The whole file, in order, streamed like a training file.
+    return pairs.pairs_file_splits(path, seed=0, options=dict(options), evaluation=True)
 
 
 DATA = sources.register(sources.TaskData(

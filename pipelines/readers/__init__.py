@@ -1,4 +1,10 @@
-"""Plain-Python readers for every data source (no tf.data here; see ``pipelines.sources``).
+"""Readers for every data source.
+
+The whole-file readers exported here return plain Python (``read_conll``, ``read_pairs``...).
+The streamed readers (``text_stream``, ``conll_stream``, ``file_stream``,
+``pairs.pairs_file_splits``, ``tfds_sources``) index a source once and return
+``pipelines.streaming.StreamedSplits`` whose ``tf.data`` splits read records lazily; the
+training and evaluation paths of ``pipelines.sources.load`` use them for files and folders.
 
 Each reader raises :class:`pipelines.errors.DataError` naming the file, line and value on
 bad input.

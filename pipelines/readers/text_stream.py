@@ -21,6 +21,7 @@ import tensorflow as tf
 from pipelines import streaming
 from pipelines.errors import DataError
 from pipelines.readers._common import check_options
+from pipelines.readers.evaluation import WHOLE_FILE_POLICY
 from pipelines.readers.plain_text import MAX_CHUNK_CHARS
 from pipelines.readers.text_label import clean_text, label_classes
 
@@ -144,10 +145,12 @@ def _csv_records(lines, path, text_column, label_column, delimiter):
 
 
 def sentiment_file_splits(source: str, *, seed: int, options: dict, max_examples: int = 0,
-                          stream: bool | None = None) -> streaming.StreamedSplits:
+                          stream: bool | None = None, evaluation: bool = False
+                          ) -> streaming.StreamedSplits:
     """A CSV/TSV/JSONL file, seeded 80/10/10, as lazily read ``{"text", "label"}`` datasets.
 
     Same options, checks, class names and counts as ``text_label.read_text_label``.
+    ``evaluation``: the whole file in order (``validation`` = ``test``, ``train`` empty).
     """
     check_options(options, ("text_column", "label_column", "class_names"), source)
     path = str(source)
@@ -158,8 +161,12 @@ def sentiment_file_splits(source: str, *, seed: int, options: dict, max_examples
     mapping, class_names = label_classes(counts, first, path, options.get("class_names"))
     classes = np.array([mapping[name] for name in names], np.int32)[codes]
     cap = max(1, max_examples // 4)
-    parts = streaming.split_records(len(index), seed, (0.8, 0.1, 0.1), source=path,
-                                    caps=(max_examples, cap, cap) if max_examples else None)
+    if evaluation:
+        whole = np.arange(len(index), dtype=np.int64)
+        parts = (whole[:0], whole, whole)
+    else:
+        parts = streaming.split_records(len(index), seed, (0.8, 0.1, 0.1), source=path,
+                                        caps=(max_examples, cap, cap) if max_examples else None)
     json_file = pathlib.Path(path).suffix.lower() in _JSON
     delimiter = "\t" if pathlib.Path(path).suffix.lower() in (".tsv", ".tab") else ","
     if not json_file:
@@ -183,13 +190,16 @@ def sentiment_file_splits(source: str, *, seed: int, options: dict, max_examples
     signature = {"text": _STRING, "label": tf.TensorSpec([], tf.int32)}
     parts = [parts[0], parts[1], parts[2] if len(parts[2]) else None]
     train, validation, test = _datasets(parts, make, signature, stream)
+    if evaluation:
+        test = validation
     named = dict(zip(("train", "validation", "test"), parts))
     named = {k: v for k, v in named.items() if v is not None}
     estimate = set()
     for element in make(parts[0][:ESTIMATE_RECORDS])():
         estimate.update(element["text"].lower().split())
     info = {"source": path, "class_names": class_names, "streamed": stream,
-            "split_policy": "one file, seeded 80/10/10 split",
+            "split_policy": WHOLE_FILE_POLICY if evaluation else "one file, seeded 80/10/10 split",
+            **({"whole_file": True} if evaluation else {}),
             "examples": {k: len(v) for k, v in named.items()},
             "tokens": {k: int(tokens[v].sum()) for k, v in named.items()},
             "class_counts": {k: np.bincount(classes[v], minlength=len(class_names)).tolist()
@@ -249,12 +259,14 @@ def _records(lines, mode, max_chars):
 
 
 def char_file_splits(source: str, *, seed: int, options: dict, max_examples: int = 0,
-                     stream: bool | None = None) -> streaming.StreamedSplits:
+                     stream: bool | None = None, evaluation: bool = False
+                     ) -> streaming.StreamedSplits:
     """A text file or a directory of ``.txt`` files as ``{"text"}`` datasets read lazily.
 
     ``mode="continuous"`` (default): paragraph chunks, first 90% / next 5% / last 5% in text
     order (files in sorted order; several files are read by ``interleave``).
     ``mode="lines"``: one non-empty line an example, seeded 80/10/10.
+    ``evaluation``: every example in order (``validation`` = ``test``, ``train`` empty).
     """
     check_options(options, ("mode", "max_chunk_chars"), source)
     mode = options.get("mode", "continuous")
@@ -271,7 +283,12 @@ def char_file_splits(source: str, *, seed: int, options: dict, max_examples: int
     index.freeze()
     sizes = np.frombuffer(sizes, np.int64)
     n = len(index)
-    if mode == "lines":
+    if evaluation:
+        if not n:
+            raise DataError("no non-empty lines" if mode == "lines" else "no text", source)
+        whole = np.arange(n, dtype=np.int64)
+        parts, policy = [whole[:0], whole, whole], WHOLE_FILE_POLICY
+    elif mode == "lines":
         if not n:
             raise DataError("no non-empty lines", source)
         parts = list(streaming.split_records(n, seed, (0.8, 0.1, 0.1), source=source))
@@ -284,7 +301,7 @@ def char_file_splits(source: str, *, seed: int, options: dict, max_examples: int
         edges = [0, n - 2 * n_val, n - n_val, n]
         parts = [np.arange(a, b, dtype=np.int64) for a, b in zip(edges, edges[1:])]
         policy = "paragraph chunks in order: first 90% / next 5% / last 5%"
-    if max_examples:  # prefixes, as for every source
+    if max_examples and not evaluation:  # prefixes, as for every source
         parts = [p[:c] for p, c in zip(parts, (max_examples,) + (max(1, max_examples // 4),) * 2)]
 
     def make(records):
@@ -307,12 +324,14 @@ def char_file_splits(source: str, *, seed: int, options: dict, max_examples: int
         datasets = [_interleaved(part, index, make, signature) for part in parts]
     else:
         datasets = _datasets(parts, make, signature, stream)
+    if evaluation:
+        datasets[2] = datasets[1]
     named = dict(zip(("train", "validation", "test"), parts))
     chars = set()
     for element in make(parts[0][:ESTIMATE_RECORDS])():
         chars.update(element["text"])
     info = {"source": str(pathlib.Path(source)), "mode": mode, "split_policy": policy,
-            "streamed": stream, "files": len(paths),
+            "streamed": stream, "files": len(paths), **({"whole_file": True} if evaluation else {}),
             "examples": {k: len(v) for k, v in named.items()},
             "characters": {k: int(sizes[v].sum()) for k, v in named.items()},
             "vocab_size_estimate": len(chars)}

@@ -154,15 +154,23 @@ class _FakeBuilder:
         self.data = data
         label = types.SimpleNamespace(names=["neg", "pos"])
         ner = types.SimpleNamespace(feature=types.SimpleNamespace(names=["O", "B-PER", "I-PER"]))
-        self.info = types.SimpleNamespace(features={"label": label, "ner": ner},
-                                          splits={k: None for k in data})
+        self.info = types.SimpleNamespace(
+            features={"label": label, "ner": ner},
+            splits={k: types.SimpleNamespace(num_examples=len(v)) for k, v in data.items()})
         self.prepared = False
 
     def download_and_prepare(self):
         self.prepared = True
 
     def as_dataset(self, split, shuffle_files):
-        return self.data[split]
+        # TFDS hands out tf.data datasets (mapped, never drained, by the readers).
+        rows = self.data[split]
+        spec = {k: tf.TensorSpec(np.shape(v), tf.string if isinstance(v, bytes) else
+                                 tf.string if isinstance(v, list) else tf.int64)
+                for k, v in rows[0].items()}
+        spec = {k: tf.TensorSpec([None], s.dtype) if s.shape.rank else s
+                for k, s in spec.items()}
+        return tf.data.Dataset.from_generator(lambda: iter(rows), output_signature=spec)
 
 
 def test_tfds_sources_are_wired_without_network(monkeypatch):
