@@ -224,7 +224,8 @@ def build_inference_models(model: keras.Model):
 
 def decode(encoder: keras.Model, step_decoder, source_ids, *, start_token: int,
            end_token: int, max_length: int, method: str = "beam", beam_width: int = 4,
-           length_penalty: float = 0.0, keep_greedy: bool = True) -> dict:
+           length_penalty: float = 0.0, keep_greedy: bool = True,
+           forbidden_tokens=(0,)) -> dict:
     """Greedy or beam decoding (or both) of a batch of source id sequences.
 
     Args:
@@ -237,6 +238,7 @@ def decode(encoder: keras.Model, step_decoder, source_ids, *, start_token: int,
         beam_width: hypotheses kept per example (``beam`` only).
         length_penalty: GNMT alpha; 0 ranks by the plain sum of log-probabilities.
         keep_greedy: see :func:`models.decoding.beam_search.beam_search`.
+        forbidden_tokens: ids never generated (default padding; subword units add [UNK]).
 
     Returns:
         The dict of :func:`models.decoding.beam_search.greedy_decode` / ``beam_search``: ``tokens``
@@ -252,7 +254,7 @@ def decode(encoder: keras.Model, step_decoder, source_ids, *, start_token: int,
                   length_penalty=length_penalty)
     # Padding is never a real output token (the loss masks it), yet an under-trained model
     # may give it mass: forbid it during the search.
-    step_fn = search.forbid_tokens(step_decoder, [0])
+    step_fn = search.forbid_tokens(step_decoder, forbidden_tokens)
     greedy = None
     if method in ("greedy", "both"):
         greedy = search.greedy_decode(step_fn, states, context, **common)

@@ -24,6 +24,7 @@ from models.seq2seq import ATTENTIONS, build_seq2seq_model
 from pipelines import batching, sources
 from pipelines.vocab import END_ID, START_ID, CharVocabulary, WordVectorizer
 from tasks import seq2seq_data  # noqa: F401 (registers the task's data sources)
+from tasks import seq2seq_units
 from tasks.runner import registry
 from tasks.runner.cli import main
 from tasks.runner.config import TaskConfig
@@ -31,6 +32,7 @@ from tasks.runner.task import Preprocessor, Task
 from tasks.seq2seq_serving import Seq2SeqServing, max_decode_length  # noqa: F401 (API)
 
 DATES = "dates"
+UNITS = ("auto", "char", "word", "subword")
 
 
 # ---- config -----------------------------------------------------------------------------
@@ -42,7 +44,7 @@ class Seq2SeqConfig(TaskConfig):
     lowercase: bool = False        # pairs: lowercase both sides
     max_length: int = 0            # pairs: drop pairs longer than this many words (0 = keep)
     reverse: bool = False          # pairs: swap source and target
-    unit: str = "auto"             # char|word|auto (char for dates, word for pairs)
+    unit: str = "auto"             # char|word|subword|auto (char for dates, word for pairs)
     max_tokens: int = 20000        # word vocabulary cap per side (reserved ids included)
     embedding_dim: int = 64
     units: int = 128
@@ -55,6 +57,10 @@ class Seq2SeqConfig(TaskConfig):
     max_decode_length: int = 0     # 0 = 1.5 x the longest training target + 2
     max_source_length: int = 500   # serving: source tokens read (more: cut, `truncated`)
     eval_batch_size: int = 256
+    # unit=subword (tasks.seq2seq_units): SentencePiece trained on the train split
+    vocab_size: int = 8000         # pieces per model, 4 reserved + 256 byte pieces included
+    shared_vocab: bool = False     # one model for both sides (else one per side)
+    subword_model: str = "unigram"  # unigram|bpe
 
     def check(self, checks):
         super().check(checks)
@@ -62,12 +68,13 @@ class Seq2SeqConfig(TaskConfig):
         checks.at_least(1, "decoder_layers", "beam_width", "eval_batch_size",
                         "max_source_length")
         checks.at_least(3, "max_tokens")  # padding, [UNK] and one word
-        checks.one_of(unit=("auto", "char", "word"), attention=ATTENTIONS)
+        checks.one_of(unit=UNITS, attention=ATTENTIONS)
+        seq2seq_units.check_config(self, checks)
 
 
 def _unit(config) -> str:
-    if config.unit not in ("auto", "char", "word"):
-        raise ValueError(f"unit must be auto, char or word; got {config.unit!r}")
+    if config.unit not in UNITS:
+        raise ValueError(f"unit must be auto, char, word or subword; got {config.unit!r}")
     if config.unit != "auto":
         return config.unit
     return "char" if (config.data or DATES) == DATES else "word"
@@ -84,7 +91,9 @@ class Seq2SeqPreprocessor(Preprocessor):
     @classmethod
     def fit(cls, config, train: tf.data.Dataset) -> "Seq2SeqPreprocessor":
         unit = _unit(config)
-        if unit == "char":
+        if unit == "subword":  # trained, not adapted: tasks.seq2seq_units
+            source, target = seq2seq_units.fit_subword(config, train)
+        elif unit == "char":
             source = CharVocabulary(lowercase=config.lowercase, add_start_end=False)
             target = CharVocabulary(lowercase=config.lowercase, add_start_end=True)
         else:
@@ -93,16 +102,20 @@ class Seq2SeqPreprocessor(Preprocessor):
                                     split="punctuation")
             target = WordVectorizer(config.max_tokens, standardize=standardize,
                                     split="punctuation", add_start_end=True)
-        source.adapt(train.map(lambda e: e["source"]))
-        target.adapt(train.map(lambda e: e["target"]))
+        if unit != "subword":
+            source.adapt(train.map(lambda e: e["source"]))
+            target.adapt(train.map(lambda e: e["target"]))
         pre = cls(source, target, unit, 1)
         lengths = train.batch(512).map(lambda e: pre.target_ids(e["target"]).row_lengths())
         pre.max_target_length = int(max(int(tf.reduce_max(x)) for x in lengths)) + 1  # + END
         return pre
 
     def save(self, assets_dir: str) -> None:
-        self.source_vocab.save(assets_dir, "source")
-        self.target_vocab.save(assets_dir, "target")
+        if self.unit == "subword":
+            seq2seq_units.save_subword(self.source_vocab, self.target_vocab, assets_dir)
+        else:
+            self.source_vocab.save(assets_dir, "source")
+            self.target_vocab.save(assets_dir, "target")
         with open(os.path.join(assets_dir, "seq2seq.json"), "w", encoding="utf-8") as f:
             json.dump({"unit": self.unit, "max_target_length": self.max_target_length}, f)
 
@@ -110,6 +123,9 @@ class Seq2SeqPreprocessor(Preprocessor):
     def load(cls, assets_dir: str, config=None) -> "Seq2SeqPreprocessor":
         with open(os.path.join(assets_dir, "seq2seq.json"), encoding="utf-8") as f:
             meta = json.load(f)
+        if meta["unit"] == "subword":
+            return cls(*seq2seq_units.load_subword(assets_dir), meta["unit"],
+                       meta["max_target_length"])
         vocab = CharVocabulary if meta["unit"] == "char" else WordVectorizer
         return cls(vocab.load(assets_dir, "source"), vocab.load(assets_dir, "target"),
                    meta["unit"], meta["max_target_length"])
@@ -221,7 +237,7 @@ class Seq2SeqTask(Task):
                 log_probs[method].append(out[method]["log_prob"].numpy())
         for method in hyps:
             metrics.update({f"{method}_{k}": v for k, v in sequence_metrics(
-                hyps[method], references, bleu=preprocessor.unit == "word").items()})
+                hyps[method], references, bleu=preprocessor.unit != "char").items()})
         if texts:
             greedy, beam = (np.concatenate(log_probs[m]) for m in ("greedy", "beam"))
             metrics["beam_minus_greedy_log_prob"] = float(np.mean(beam - greedy))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from models.seq2seq import build_inference_models, decode
-from pipelines.vocab import END_ID, START_ID
+from pipelines.vocab import END_ID, OOV_ID, PAD_ID, START_ID
 from tasks.serving_limits import CHARS_PER_WORD, check_batch, keep_chars, keep_tokens, valid_utf8
 
 
@@ -39,7 +39,10 @@ class Seq2SeqServing(tf.Module):
         self.encoder, self._step = build_inference_models(model)
         self.options = dict(start_token=START_ID, end_token=END_ID,
                             max_length=max_decode_length(config, preprocessor),
-                            length_penalty=float(config.length_penalty))
+                            length_penalty=float(config.length_penalty),
+                            # Subword byte fallback spells any text: [UNK] is never needed.
+                            forbidden_tokens=(PAD_ID, OOV_ID) if preprocessor.unit == "subword"
+                            else (PAD_ID,))
         self.beam_width = int(config.beam_width)
         self.max_source_length = int(config.max_source_length)
         self.max_batch = int(config.max_batch)
