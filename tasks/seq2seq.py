@@ -24,7 +24,7 @@ from models.seq2seq import ATTENTIONS, build_seq2seq_model
 from pipelines import batching, sources
 from pipelines.vocab import END_ID, START_ID, CharVocabulary, WordVectorizer
 from tasks import seq2seq_data  # noqa: F401 (registers the task's data sources)
-from tasks import seq2seq_units
+from tasks import seq2seq_eval, seq2seq_units
 from tasks.runner import registry
 from tasks.runner.cli import main
 from tasks.runner.config import TaskConfig
@@ -256,7 +256,8 @@ class Seq2SeqTask(Task):
 
     def warmup_requests(self, config):
         inputs = self.warmup_inputs(config)
-        return {"serving_default": inputs, "greedy": inputs}
+        return {"serving_default": inputs, "greedy": inputs,
+                "translate_nbest": seq2seq_eval.nbest_warmup(inputs)}
 
     def add_predict_arguments(self, parser):
         parser.add_argument("--plot-attention", metavar="PNG",
@@ -264,6 +265,8 @@ class Seq2SeqTask(Task):
                                  "for inputs after the first)")
 
     def show_predictions(self, config, request, inputs, outputs):
+        if "translations" in outputs:  # --signature translate_nbest
+            return seq2seq_eval.show_nbest(request, inputs, outputs)
         texts = [t.decode("utf-8") for t in np.asarray(inputs["text"].numpy()).tolist()]
         positions = request.input_positions or range(len(texts))
         results = []

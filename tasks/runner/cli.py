@@ -104,6 +104,14 @@ def build_parser(task) -> argparse.ArgumentParser:
     return parser
 
 
+def _boolean(text: str) -> bool:
+    """``true``/``false`` (also 1/0, yes/no) for a bool signature input's flag."""
+    lowered = text.strip().lower()
+    if lowered not in ("true", "false", "1", "0", "yes", "no"):
+        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+    return lowered in ("true", "1", "yes")
+
+
 def add_signature_flags(task, parser) -> None:
     """A ``predict`` flag per input of the task's other signatures (``--top-k`` for ``top_k``),
     for ``--signature NAME``; inputs the task's own flags or the positional texts already give
@@ -126,7 +134,7 @@ def add_signature_flags(task, parser) -> None:
             value = np.asarray(value)
             if name in taken or value.ndim > 1:
                 continue
-            kind = {"i": int, "u": int, "f": float}.get(value.dtype.kind, str)
+            kind = {"i": int, "u": int, "f": float, "b": _boolean}.get(value.dtype.kind, str)
             used.setdefault(name, (kind, value.ndim, []))[2].append(signature)
     for name, (kind, ndim, signatures) in used.items():
         parser.add_argument("--" + name.replace("_", "-"), dest=SIGNATURE_INPUT_PREFIX + name,

@@ -97,3 +97,40 @@ def test_subword_export_translates_raw_accented_text_in_a_fresh_process(task, su
         translations = [t.decode("utf-8") for t in out["translation"]]
         assert not any("[UNK]" in t or "\u2047" in t for t in translations), translations
         assert not np.any(out["output_tokens"] == b"[UNK]")
+
+
+def test_translate_nbest_returns_k_sorted_hypotheses_with_serving_time_settings(task,
+                                                                                 subword_run):
+    config, pre, model = rd.load_run(task, subword_run[0])
+    module = task.serving_module(config, model, pre)
+    k = config.beam_width
+    texts = tf.constant(list(ACCENTED))
+    for alpha, average, beta in ((0.0, False, 0.0), (0.6, False, 0.2), (1.0, True, 0.0)):
+        out = module.translate_nbest(texts, tf.constant(alpha), tf.constant(average),
+                                     tf.constant(beta))
+        assert out["translations"].shape == (3, k) and out["scores"].shape == (3, k)
+        scores = out["scores"].numpy()
+        assert np.all(np.diff(scores, axis=1) <= 1e-6), scores
+        assert not any(b"[UNK]" in t for t in out["translations"].numpy().ravel())
+        if beta == 0.0:  # without coverage the score is the normalised log-probability
+            lengths = out["lengths"].numpy().astype("float32")
+            divisor = lengths ** alpha if average else ((5 + lengths) / 6) ** alpha
+            np.testing.assert_allclose(scores, out["log_probs"].numpy() / divisor, rtol=1e-5)
+    # serving_default's best hypothesis is the n-best list's first at the config's settings.
+    best = module.serving_default(texts)
+    first = module.translate_nbest(texts, tf.constant(float(config.length_penalty)),
+                                   tf.constant(False), tf.constant(0.0))
+    np.testing.assert_allclose(best["log_prob"].numpy(), first["log_probs"].numpy()[:, 0],
+                               atol=1e-4)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="length_penalty < 0"):
+        module.translate_nbest(texts, tf.constant(-1.0), tf.constant(False), tf.constant(0.0))
+
+
+def test_decode_length_follows_the_source_length(task, subword_run):
+    config, pre, model = rd.load_run(task, subword_run[0])
+    module = task.serving_module(config, model, pre)
+    short = module.greedy(tf.constant(["Hi."]))
+    longer = module.greedy(tf.constant(["The teacher wants the song… " * 3]))
+    n_short = int(pre.source_ids(tf.constant(["Hi."]), ragged=True).row_lengths()[0])
+    assert short["output_tokens"].shape[1] <= 2 * n_short + 10
+    assert longer["output_tokens"].shape[1] <= s2s.max_decode_length(config, pre)
