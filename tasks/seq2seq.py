@@ -20,12 +20,14 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from models.losses import SparseSmoothedCrossentropy
 from models.seq2seq import ATTENTIONS, build_seq2seq_model
 from pipelines import batching, sources
 from pipelines.vocab import END_ID, START_ID, CharVocabulary, WordVectorizer
 from tasks import seq2seq_data  # noqa: F401 (registers the task's data sources)
 from tasks import seq2seq_eval, seq2seq_units
 from tasks.runner import registry
+from tasks.runner.averaging import AverageLastCheckpoints
 from tasks.runner.cli import main
 from tasks.runner.config import TaskConfig
 from tasks.runner.task import Preprocessor, Task
@@ -61,6 +63,8 @@ class Seq2SeqConfig(TaskConfig):
     vocab_size: int = 8000         # pieces per model, 4 reserved + 256 byte pieces included
     shared_vocab: bool = False     # one model for both sides (else one per side)
     subword_model: str = "unigram"  # unigram|bpe
+    label_smoothing: float = 0.0   # eps of models.losses.SparseSmoothedCrossentropy
+    average_last: int = 0          # >= 2: final model = mean of the last K epochs' weights
 
     def check(self, checks):
         super().check(checks)
@@ -70,6 +74,9 @@ class Seq2SeqConfig(TaskConfig):
         checks.at_least(3, "max_tokens")  # padding, [UNK] and one word
         checks.one_of(unit=UNITS, attention=ATTENTIONS)
         seq2seq_units.check_config(self, checks)
+        checks.fraction("label_smoothing")
+        checks.require("average_last", self.average_last == 0 or self.average_last >= 2,
+                       "0 (off) or >= 2")
 
 
 def _unit(config) -> str:
@@ -211,9 +218,17 @@ class Seq2SeqTask(Task):
             encoder_layers=config.num_layers, decoder_layers=config.decoder_layers,
             cell=config.cell, attention=config.attention, dropout=config.dropout)
 
+    def training_callbacks(self, config, run_dir):
+        if config.average_last < 2:
+            return []
+        return [AverageLastCheckpoints(config.average_last, os.path.join(run_dir, "averaging"),
+                                       os.path.join(run_dir, "model.keras"))]
+
     def compile_kwargs(self, config):
         # The logits carry the target padding mask: Keras drops padded steps from both.
-        return {"loss": keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        loss = (SparseSmoothedCrossentropy(config.label_smoothing) if config.label_smoothing
+                else keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        return {"loss": loss,
                 "metrics": [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]}
 
     def evaluate(self, config, model, preprocessor, split, plots_dir=None):

@@ -25,9 +25,10 @@ VERBS = [("eat", "como"), ("see", "veo"), ("want", "quiero"), ("buy", "compro"),
 OBJECTS = [("an apple.", "una manzana."), ("the house!", "¡la casa!"), ("coffee?", "¿café?"),
            ("a crêpe.", "una crepa."), ("the song…", "la canción…"),
            ("«the book»", "«el libro»")]
-TINY = {"unit": "subword", "vocab_size": 320, "max_examples": 0, "epochs": 1, "units": 16,
+# Two epochs: the final model is their average (average_last), trained with label smoothing.
+TINY = {"unit": "subword", "vocab_size": 320, "max_examples": 0, "epochs": 2, "units": 16,
         "embedding_dim": 8, "batch_size": 32, "dropout": 0.0, "beam_width": 3,
-        "eval_batch_size": 64}
+        "eval_batch_size": 64, "average_last": 2, "label_smoothing": 0.1}
 ACCENTED = np.array(["¿Dónde está Ángel?", "The girl wants a crêpe.", "Ñandú «sí»… 🙂"],
                     dtype=object)
 
@@ -76,6 +77,9 @@ def check_run(task, run_dir, metrics, shared):
         assert json.load(f)["unit"] == "subword"
     config, pre, model = rd.load_run(task, run_dir)
     assert pre.unit == "subword" and (pre.source_vocab is pre.target_vocab) == shared
+    assert config.average_last == 2 and config.label_smoothing == 0.1
+    assert sorted(os.listdir(os.path.join(run_dir, "averaging"))) == [
+        "epoch-0001.weights.h5", "epoch-0002.weights.h5"]
     # Targets round-trip through the target vocabulary exactly (no lowercasing here).
     texts = ["¡La casa!", "Mi mamá dibujo una crepa…"]
     ids = pre.target_ids(tf.constant(texts))
