@@ -232,8 +232,12 @@ class Seq2SeqTask(Task):
                 "metrics": [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]}
 
     def evaluate(self, config, model, preprocessor, split, plots_dir=None):
-        """Teacher-forced loss/accuracy, then greedy and beam decoding side by side."""
+        """Teacher-forced loss/accuracy, then greedy and beam decoding side by side, on the
+        pairs whose source is not a training source (``removed_train_duplicates``)."""
+        split, removed = seq2seq_eval.held_out(self, config, split)
         metrics = super().evaluate(config, model, preprocessor, split)
+        if removed is not None:
+            metrics["removed_train_duplicates"] = removed
         serving = self.serving_module(config, model, preprocessor)
         # Greedy and beam in one graph: one encoder pass, and beam reuses the greedy result.
         both = tf.function(lambda text: serving.decode_text(text, "both"), autograph=False,
@@ -321,7 +325,8 @@ class Seq2SeqTask(Task):
 
 # ---- metrics and figures ----------------------------------------------------------------------
 def sequence_metrics(hypotheses: list[str], references: list[str], bleu: bool) -> dict:
-    """Exact match and character accuracy; with ``bleu`` also sacrebleu BLEU and chrF.
+    """Exact match and character accuracy; with ``bleu`` also sacreBLEU's BLEU and chrF, each
+    with its signature string (``bleu_signature``: tokenizer, smoothing, version...).
 
     Character accuracy: matching characters at the same position over the longer string's
     length, averaged over examples (1.0 = identical; a dropped character shifts the rest).
@@ -334,10 +339,11 @@ def sequence_metrics(hypotheses: list[str], references: list[str], bleu: bool) -
     out = {"exact_match": float(np.mean(exact)) if exact else 0.0,
            "char_accuracy": float(np.mean(chars)) if chars else 0.0}
     if bleu:
-        import sacrebleu
+        from sacrebleu.metrics import BLEU, CHRF
 
-        out["bleu"] = float(sacrebleu.corpus_bleu(hypotheses, [references]).score)
-        out["chrf"] = float(sacrebleu.corpus_chrf(hypotheses, [references]).score)
+        for name, metric in (("bleu", BLEU()), ("chrf", CHRF())):
+            out[name] = float(metric.corpus_score(hypotheses, [references]).score)
+            out[f"{name}_signature"] = str(metric.get_signature())
     return out
 
 
