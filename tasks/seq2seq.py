@@ -344,6 +344,7 @@ def sequence_metrics(hypotheses: list[str], references: list[str], bleu: bool) -
         for name, metric in (("bleu", BLEU()), ("chrf", CHRF())):
             out[name] = float(metric.corpus_score(hypotheses, [references]).score)
             out[f"{name}_signature"] = str(metric.get_signature())
+        out["unk_outputs"] = sum("[UNK]" in h for h in hypotheses)
     return out
 
 
