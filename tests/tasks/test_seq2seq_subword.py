@@ -138,3 +138,15 @@ def test_decode_length_follows_the_source_length(task, subword_run):
     n_short = int(pre.source_ids(tf.constant(["Hi."]), ragged=True).row_lengths()[0])
     assert short["output_tokens"].shape[1] <= 2 * n_short + 10
     assert longer["output_tokens"].shape[1] <= s2s.max_decode_length(config, pre)
+
+
+def test_predict_nbest_through_the_command_line(task, subword_run, capsys):
+    from tasks.runner import cli
+
+    assert cli.main(task, ["predict", "--model", subword_run[0], "--signature",
+                           "translate_nbest", "--length-penalty", "0.6", "--average", "false",
+                           "--coverage-penalty", "0.2", "--json", "¿Dónde está Ángel?"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["text"] == "¿Dónde está Ángel?"
+    assert len(result["translations"]) == len(result["scores"]) == TINY["beam_width"]
+    assert result["scores"] == sorted(result["scores"], reverse=True)
