@@ -78,13 +78,16 @@ def unit_rows(task, config, seconds: float, eval_examples: int, k: int, log) -> 
         for method in ("greedy", "beam"):
             for key in ("bleu", "chrf", "unk_outputs"):
                 if f"{method}_{key}" in metrics:
-                    out[f"{unit}_{name}_{method}_{key}"] = round(float(metrics[f"{method}_{key}"]), 2)
+                    value = float(metrics[f"{method}_{key}"])
+                    out[f"{unit}_{name}_{method}_{key}"] = round(value, 2)
         out["bleu_signature"] = metrics.get("beam_bleu_signature")
         out["chrf_signature"] = metrics.get("beam_chrf_signature")
         out["eval_pairs"] = metrics["examples"]
         out["removed_train_duplicates"] = metrics.get("removed_train_duplicates")
-        log(f"[{unit}/{name}] BLEU greedy {out.get(f'{unit}_{name}_greedy_bleu')} beam "
-            f"{out.get(f'{unit}_{name}_beam_bleu')}; chrF beam {out.get(f'{unit}_{name}_beam_chrf')}")
+        row = {k[len(f"{unit}_{name}_"):]: v for k, v in out.items()
+               if k.startswith(f"{unit}_{name}_")}
+        log(f"[{unit}/{name}] BLEU greedy {row.get('greedy_bleu')} beam {row.get('beam_bleu')}; "
+            f"chrF beam {row.get('beam_chrf')}")
     if unit == "subword":
         targets = [e["target"] for e in test.as_numpy_iterator()]
         back = pre.decode(pre.target_ids(tf.constant(targets)).to_tensor(0)).numpy()

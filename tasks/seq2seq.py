@@ -24,8 +24,11 @@ from models.losses import SparseSmoothedCrossentropy
 from models.seq2seq import ATTENTIONS, build_seq2seq_model
 from pipelines import batching, sources
 from pipelines.vocab import END_ID, START_ID, CharVocabulary, WordVectorizer
-from tasks import seq2seq_data  # noqa: F401 (registers the task's data sources)
-from tasks import seq2seq_eval, seq2seq_units
+from tasks import (
+    seq2seq_data,  # noqa: F401 (registers the task's data sources)
+    seq2seq_eval,
+    seq2seq_units,
+)
 from tasks.runner import registry
 from tasks.runner.averaging import AverageLastCheckpoints
 from tasks.runner.cli import main

@@ -16,9 +16,8 @@ import os
 from typing import Any
 
 from tasks.runner import config as config_lib
-from tasks.runner import errors
+from tasks.runner import errors, serving_check
 from tasks.runner import run_dir as rd
-from tasks.runner import serving_check
 
 #: The config an export was trained with, relative to its version directory. TF Serving
 #: ignores ``assets.extra/`` except for its warm-up file, and nothing here is needed to serve.

@@ -49,8 +49,8 @@ def test_decode_stops_at_end_and_drops_start_and_padding(vocab):
     hola = vocab(tf.constant("Hola amigo")).numpy().tolist()
     extra = vocab(tf.constant(" basura")).numpy().tolist()
     row = [START_ID] + hola + [END_ID] + extra + [0, 0]
-    assert _strings(vocab.decode(tf.constant([row, [END_ID] + hola + [0] * (len(row) - 1 - len(hola))])))\
-        == ["Hola amigo", ""]
+    ended = [END_ID] + hola + [0] * (len(row) - 1 - len(hola))
+    assert _strings(vocab.decode(tf.constant([row, ended]))) == ["Hola amigo", ""]
     with pytest.raises(tf.errors.InvalidArgumentError, match="id >= vocabulary size"):
         vocab.decode(tf.constant([[vocab.vocabulary_size]]))
 
