@@ -23,6 +23,7 @@ import tensorflow as tf
 from models.losses import SparseSmoothedCrossentropy
 from models.seq2seq import ATTENTIONS, build_seq2seq_model
 from pipelines import batching, sources
+from pipelines.token_batching import token_bucket_batch
 from pipelines.vocab import END_ID, START_ID, CharVocabulary, WordVectorizer
 from tasks import (
     seq2seq_data,  # noqa: F401 (registers the task's data sources)
@@ -68,6 +69,7 @@ class Seq2SeqConfig(TaskConfig):
     subword_model: str = "unigram"  # unigram|bpe
     label_smoothing: float = 0.0   # eps of models.losses.SparseSmoothedCrossentropy
     average_last: int = 0          # >= 2: final model = mean of the last K epochs' weights
+    batch_tokens: int = 0          # > 0: batches of <= this many tokens (rows x padded length)
 
     def check(self, checks):
         super().check(checks)
@@ -78,6 +80,7 @@ class Seq2SeqConfig(TaskConfig):
         checks.one_of(unit=UNITS, attention=ATTENTIONS)
         seq2seq_units.check_config(self, checks)
         checks.fraction("label_smoothing")
+        checks.at_least(0, "batch_tokens")
         checks.require("average_last", self.average_last == 0 or self.average_last >= 2,
                        "0 (off) or >= 2")
 
@@ -210,6 +213,9 @@ class Seq2SeqTask(Task):
         ds = batching.cached(ds, batching.cache_target(split, config.cache, config))
         if training:
             ds = ds.shuffle(8192, seed=config.seed, reshuffle_each_iteration=True)
+        if config.batch_tokens:  # the padded length is the longer of source and target
+            return token_bucket_batch(ds, config.batch_tokens, lambda inputs, labels: tf.maximum(
+                tf.shape(inputs[0])[0], tf.shape(labels)[0])).prefetch(tf.data.AUTOTUNE)
         ds, _ = batching.bucket_batch(ds, config.batch_size,
                                       length_fn=lambda inputs, labels: tf.shape(inputs[0])[0])
         return ds.prefetch(tf.data.AUTOTUNE)

@@ -31,3 +31,17 @@ def test_bleu_and_chrf_come_with_their_sacrebleu_signatures():
     assert abs(got["bleu"] - 100.0) < 1e-6 and abs(got["chrf"] - 100.0) < 1e-6
     assert "tok:13a" in got["bleu_signature"] and "version:" in got["bleu_signature"]
     assert "nc:6" in got["chrf_signature"]
+
+
+def test_batch_tokens_caps_rows_times_padded_length(tmp_path):
+    path = tmp_path / "pairs.tsv"
+    path.write_text("".join(f"{'word ' * (1 + i % 9)}end.\t{'palabra ' * (1 + i % 7)}fin.\n"
+                            for i in range(120)), encoding="utf-8")
+    task = s2s.Seq2SeqTask()
+    config = config_lib.override(s2s.Seq2SeqConfig(), {"data": str(path), "batch_tokens": 48})
+    splits = task.load_splits(config)
+    pre = task.fit_preprocessor(config, splits)
+    batches = list(task.make_dataset(config, pre, splits.train, training=True))
+    assert sum(int(labels.shape[0]) for _, labels in batches) == len(list(splits.train))
+    for (source, _), labels in batches:
+        assert source.shape[0] * max(source.shape[1], labels.shape[1]) <= 48
