@@ -19,6 +19,10 @@
    ``beam_speedup`` = in-graph / Python. ``python_loop_agreement``: fraction of identical
    outputs (ties aside, the two implement the same search).
 
+4. ``--budget SECONDS``: only the side-by-side translation rows of :mod:`bench.seq2seq_rows`
+   (word vs subword, greedy vs beam, last vs averaged weights, cased text), with the issue's
+   goals stated beside the measured values.
+
 Figures are taken side by side in one run; the machine may be shared, so compare ratios. The last
 stdout line is one JSON object.
 """
@@ -220,7 +224,13 @@ def main(argv=None) -> int:
     parser.add_argument("--speed-sentences", type=int, default=256, help="0 skips the speed part")
     parser.add_argument("--speed-batch", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--budget", type=float, default=0,
+                        help="> 0: only the translation rows (word vs subword, greedy vs beam, "
+                             "last vs averaged weights) within this many seconds in all")
+    parser.add_argument("--average", type=int, default=3, help="weight snapshots averaged")
     args = parser.parse_args(argv)
+    if args.budget > 0:
+        return rows_main(args)
     task = s2s.Seq2SeqTask()
     base = {"units": args.units, "batch_size": args.batch_size, "dropout": 0.1,
             "beam_width": args.beam_width}
@@ -251,6 +261,27 @@ def main(argv=None) -> int:
             result.update(figures)
     result["load_avg_end"] = round(os.getloadavg()[0], 2)
     print(json.dumps(result, sort_keys=True))
+    return 0
+
+
+def rows_main(args) -> int:
+    """``--budget``: the side-by-side translation rows (:mod:`bench.seq2seq_rows`)."""
+    from bench.seq2seq_rows import GOALS, translation_rows
+
+    if not os.path.exists(args.pairs):
+        log(f"[rows] {args.pairs} not found: nothing to run")
+        return 1
+    base = {"units": args.units, "batch_size": args.batch_size, "dropout": 0.1,
+            "beam_width": args.beam_width, "lowercase": False, "max_length": args.max_words,
+            "max_examples": args.pairs_train, "learning_rate": args.pairs_lr,
+            "max_tokens": args.pairs_vocab}
+    result = {"tf": tf.__version__, "cpus": os.cpu_count(), "load_avg_start":
+              round(os.getloadavg()[0], 2), "pairs_train": args.pairs_train, "goal_values": GOALS,
+              "dates_exact_match": "not measured with --budget (run without it)"}
+    result.update(translation_rows(s2s.Seq2SeqTask(), base, os.path.abspath(args.pairs),
+                                   args.budget, args.pairs_eval, args.average, log))
+    result["load_avg_end"] = round(os.getloadavg()[0], 2)
+    print(json.dumps(result, sort_keys=True, default=str))
     return 0
 
 

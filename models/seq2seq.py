@@ -224,19 +224,24 @@ def build_inference_models(model: keras.Model):
 
 def decode(encoder: keras.Model, step_decoder, source_ids, *, start_token: int,
            end_token: int, max_length: int, method: str = "beam", beam_width: int = 4,
-           length_penalty: float = 0.0, keep_greedy: bool = True) -> dict:
+           length_penalty: float = 0.0, keep_greedy: bool = True,
+           forbidden_tokens=(0,), average=False, coverage_penalty=0.0) -> dict:
     """Greedy or beam decoding (or both) of a batch of source id sequences.
 
     Args:
         encoder, step_decoder: from :func:`build_inference_models`.
         source_ids: [batch, src_time] int (0 = padding).
         start_token: id fed at the first step; end_token: id that finishes a hypothesis.
-        max_length: most tokens generated per hypothesis (end token included).
+        max_length: most tokens generated per hypothesis (end token included); an int or a
+            scalar int tensor (e.g. derived from the source length).
         method: ``"greedy"``, ``"beam"`` or ``"both"`` (one encoder pass, and the greedy
             result reused by ``keep_greedy``).
         beam_width: hypotheses kept per example (``beam`` only).
         length_penalty: GNMT alpha; 0 ranks by the plain sum of log-probabilities.
         keep_greedy: see :func:`models.decoding.beam_search.beam_search`.
+        forbidden_tokens: ids never generated (default padding; subword units add [UNK]).
+        average, coverage_penalty: length normalisation and GNMT coverage penalty of
+            :func:`models.decoding.beam_search.beam_search` (python values or scalar tensors).
 
     Returns:
         The dict of :func:`models.decoding.beam_search.greedy_decode` / ``beam_search``: ``tokens``
@@ -249,15 +254,17 @@ def decode(encoder: keras.Model, step_decoder, source_ids, *, start_token: int,
     encoded = encoder(source_ids, training=False)
     context, states = (encoded[0], encoded[1]), list(encoded[2:])
     common = dict(start_token=start_token, end_token=end_token, max_length=max_length,
-                  length_penalty=length_penalty)
+                  length_penalty=length_penalty, average=average)
     # Padding is never a real output token (the loss masks it), yet an under-trained model
     # may give it mass: forbid it during the search.
-    step_fn = search.forbid_tokens(step_decoder, [0])
+    step_fn = search.forbid_tokens(step_decoder, forbidden_tokens)
     greedy = None
     if method in ("greedy", "both"):
         greedy = search.greedy_decode(step_fn, states, context, **common)
         if method == "greedy":
             return greedy
     beam = search.beam_search(step_fn, states, context, beam_width=beam_width,
-                              keep_greedy=keep_greedy, greedy_result=greedy, **common)
+                              keep_greedy=keep_greedy, greedy_result=greedy,
+                              coverage_penalty=coverage_penalty, source_mask=encoded[1],
+                              **common)
     return beam if method == "beam" else {"greedy": greedy, "beam": beam}

@@ -10,8 +10,8 @@ backslash and line breaks escaped as ``\\\\``, ``\\n``, ``\\uXXXX``) and ``<name
 reserved ids, size); ``load`` rebuilds identical tables: same ids, same outputs.
 
 The classes are ``tf.Module`` s around Keras ``TextVectorization`` / ``StringLookup`` (TF lookup
-tables): they work eagerly, in ``Dataset.map`` and in an exported ``tf.function`` (keep them as
-attributes of the serving module so their tables are saved with it).
+tables): they work eagerly, in ``Dataset.map`` and in an exported ``tf.function`` (a task's
+trackable preprocessor holds them, so the serving module that holds it saves their tables).
 """
 
 from __future__ import annotations
@@ -151,12 +151,7 @@ class _Vocabulary(tf.Module):
         else ``[...]`` strings joined by it, with pad/start/end dropped and nothing after "[END]".
         Default separator: " " for words, "" for characters, None for tokens."""
         separator = self._separator if separator is None else separator
-        return self._tokens(ids) if separator is None else self._join(ids, separator)
-
-    def tokens(self, ids):
-        """int ids ``[...]`` (dense or ragged) -> their tokens, same shape (id 0 -> "", 1 ->
-        "[UNK]"); out-of-range ids raise ``InvalidArgumentError``."""
-        return self._tokens(ids)
+        return self.tokens(ids) if separator is None else self._join(ids, separator)
 
     @property
     def reserved_tokens(self) -> list[str]:
@@ -207,10 +202,10 @@ class _Vocabulary(tf.Module):
     def _ids(self, strings):
         return tf.cast(self._check_built()._lookup(strings), tf.int32)
 
-    def _tokens(self, ids):
-        """int ids (any shape, dense or ragged) -> token strings; out-of-range ids raise."""
+    def tokens(self, ids):
+        """int ids [...] (dense or ragged) -> tokens, same shape; out-of-range ids raise."""
         if isinstance(ids, tf.RaggedTensor):
-            return ids.with_flat_values(self._tokens(ids.flat_values))
+            return ids.with_flat_values(self.tokens(ids.flat_values))
         return self._inverse(_checked_ids(ids, self.vocabulary_size, type(self).__name__))
 
     def _join(self, ids, separator: str):
@@ -220,7 +215,7 @@ class _Vocabulary(tf.Module):
         if self.add_start_end:
             ended = tf.cumsum(tf.cast(tf.equal(ids, END_ID), tf.int32), axis=-1) > 0
             keep &= tf.not_equal(ids, START_ID) & ~ended
-        kept = tf.ragged.boolean_mask(self._tokens(ids), keep)
+        kept = tf.ragged.boolean_mask(self.tokens(ids), keep)
         return tf.strings.reduce_join(kept, axis=-1, separator=separator)
 
 

@@ -41,10 +41,7 @@ from pipelines.ner_features import (
     replace_singletons,
 )
 from pipelines.vocab import OOV_ID, CharVocabulary, LabelLookup, TokenVocabulary
-from tasks import (
-    ner_char_lm,
-    ner_data,  # noqa: F401 (registers the task's data sources)
-)
+from tasks import ner_char_lm, ner_data  # noqa: F401 (ner_data: registers its data sources)
 from tasks.ner_eval import SplitTagger, entity_metrics  # noqa: F401 (entity_metrics: API)
 from tasks.ner_serving import NerServing
 from tasks.runner import registry

@@ -20,17 +20,26 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from models.losses import SparseSmoothedCrossentropy
 from models.seq2seq import ATTENTIONS, build_seq2seq_model
 from pipelines import batching, sources
+from pipelines.token_batching import token_bucket_batch
 from pipelines.vocab import END_ID, START_ID, CharVocabulary, WordVectorizer
-from tasks import seq2seq_data  # noqa: F401 (registers the task's data sources)
+from tasks import (
+    seq2seq_data,  # noqa: F401 (registers the task's data sources)
+    seq2seq_eval,
+    seq2seq_units,
+)
 from tasks.runner import registry
+from tasks.runner.averaging import AverageLastCheckpoints
 from tasks.runner.cli import main
 from tasks.runner.config import TaskConfig
 from tasks.runner.task import Preprocessor, Task
+from tasks.seq2seq_eval import attention_heatmap, sequence_metrics  # noqa: F401 (API)
 from tasks.seq2seq_serving import Seq2SeqServing, max_decode_length  # noqa: F401 (API)
 
 DATES = "dates"
+UNITS = ("auto", "char", "word", "subword")
 
 
 # ---- config -----------------------------------------------------------------------------
@@ -42,7 +51,7 @@ class Seq2SeqConfig(TaskConfig):
     lowercase: bool = False        # pairs: lowercase both sides
     max_length: int = 0            # pairs: drop pairs longer than this many words (0 = keep)
     reverse: bool = False          # pairs: swap source and target
-    unit: str = "auto"             # char|word|auto (char for dates, word for pairs)
+    unit: str = "auto"             # char|word|subword|auto (char for dates, word for pairs)
     max_tokens: int = 20000        # word vocabulary cap per side (reserved ids included)
     embedding_dim: int = 64
     units: int = 128
@@ -55,6 +64,13 @@ class Seq2SeqConfig(TaskConfig):
     max_decode_length: int = 0     # 0 = 1.5 x the longest training target + 2
     max_source_length: int = 500   # serving: source tokens read (more: cut, `truncated`)
     eval_batch_size: int = 256
+    # unit=subword (tasks.seq2seq_units): SentencePiece trained on the train split
+    vocab_size: int = 8000         # pieces per model, 4 reserved + 256 byte pieces included
+    shared_vocab: bool = False     # one model for both sides (else one per side)
+    subword_model: str = "unigram"  # unigram|bpe
+    label_smoothing: float = 0.0   # eps of models.losses.SparseSmoothedCrossentropy
+    average_last: int = 0          # >= 2: final model = mean of the last K epochs' weights
+    batch_tokens: int = 0          # > 0: batches of <= this many tokens (rows x padded length)
 
     def check(self, checks):
         super().check(checks)
@@ -62,12 +78,17 @@ class Seq2SeqConfig(TaskConfig):
         checks.at_least(1, "decoder_layers", "beam_width", "eval_batch_size",
                         "max_source_length")
         checks.at_least(3, "max_tokens")  # padding, [UNK] and one word
-        checks.one_of(unit=("auto", "char", "word"), attention=ATTENTIONS)
+        checks.one_of(unit=UNITS, attention=ATTENTIONS)
+        seq2seq_units.check_config(self, checks)
+        checks.fraction("label_smoothing")
+        checks.at_least(0, "batch_tokens")
+        checks.require("average_last", self.average_last == 0 or self.average_last >= 2,
+                       "0 (off) or >= 2")
 
 
 def _unit(config) -> str:
-    if config.unit not in ("auto", "char", "word"):
-        raise ValueError(f"unit must be auto, char or word; got {config.unit!r}")
+    if config.unit not in UNITS:
+        raise ValueError(f"unit must be auto, char, word or subword; got {config.unit!r}")
     if config.unit != "auto":
         return config.unit
     return "char" if (config.data or DATES) == DATES else "word"
@@ -85,7 +106,9 @@ class Seq2SeqPreprocessor(Preprocessor):
     @classmethod
     def fit(cls, config, train: tf.data.Dataset) -> "Seq2SeqPreprocessor":
         unit = _unit(config)
-        if unit == "char":
+        if unit == "subword":  # trained, not adapted: tasks.seq2seq_units
+            source, target = seq2seq_units.fit_subword(config, train)
+        elif unit == "char":
             source = CharVocabulary(lowercase=config.lowercase, add_start_end=False)
             target = CharVocabulary(lowercase=config.lowercase, add_start_end=True)
         else:
@@ -94,16 +117,20 @@ class Seq2SeqPreprocessor(Preprocessor):
                                     split="punctuation")
             target = WordVectorizer(config.max_tokens, standardize=standardize,
                                     split="punctuation", add_start_end=True)
-        source.adapt(train.map(lambda e: e["source"]))
-        target.adapt(train.map(lambda e: e["target"]))
+        if unit != "subword":
+            source.adapt(train.map(lambda e: e["source"]))
+            target.adapt(train.map(lambda e: e["target"]))
         pre = cls(source, target, unit, 1)
         lengths = train.batch(512).map(lambda e: pre.target_ids(e["target"]).row_lengths())
         pre.max_target_length = int(max(int(tf.reduce_max(x)) for x in lengths)) + 1  # + END
         return pre
 
     def save(self, assets_dir: str) -> None:
-        self.source_vocab.save(assets_dir, "source")
-        self.target_vocab.save(assets_dir, "target")
+        if self.unit == "subword":
+            seq2seq_units.save_subword(self.source_vocab, self.target_vocab, assets_dir)
+        else:
+            self.source_vocab.save(assets_dir, "source")
+            self.target_vocab.save(assets_dir, "target")
         with open(os.path.join(assets_dir, "seq2seq.json"), "w", encoding="utf-8") as f:
             json.dump({"unit": self.unit, "max_target_length": self.max_target_length}, f)
 
@@ -111,6 +138,9 @@ class Seq2SeqPreprocessor(Preprocessor):
     def load(cls, assets_dir: str, config=None) -> "Seq2SeqPreprocessor":
         with open(os.path.join(assets_dir, "seq2seq.json"), encoding="utf-8") as f:
             meta = json.load(f)
+        if meta["unit"] == "subword":
+            return cls(*seq2seq_units.load_subword(assets_dir), meta["unit"],
+                       meta["max_target_length"])
         vocab = CharVocabulary if meta["unit"] == "char" else WordVectorizer
         return cls(vocab.load(assets_dir, "source"), vocab.load(assets_dir, "target"),
                    meta["unit"], meta["max_target_length"])
@@ -195,6 +225,9 @@ class Seq2SeqTask(Task):
         ds = batching.cached(ds, batching.cache_target(split, config.cache, config))
         if training:
             ds = ds.shuffle(8192, seed=config.seed, reshuffle_each_iteration=True)
+        if config.batch_tokens:  # the padded length is the longer of source and target
+            return token_bucket_batch(ds, config.batch_tokens, lambda inputs, labels: tf.maximum(
+                tf.shape(inputs[0])[0], tf.shape(labels)[0])).prefetch(tf.data.AUTOTUNE)
         ds, _ = batching.bucket_batch(ds, config.batch_size,
                                       length_fn=lambda inputs, labels: tf.shape(inputs[0])[0])
         return ds.prefetch(tf.data.AUTOTUNE)
@@ -206,14 +239,26 @@ class Seq2SeqTask(Task):
             encoder_layers=config.num_layers, decoder_layers=config.decoder_layers,
             cell=config.cell, attention=config.attention, dropout=config.dropout)
 
+    def training_callbacks(self, config, run_dir):
+        if config.average_last < 2:
+            return []
+        return [AverageLastCheckpoints(config.average_last, os.path.join(run_dir, "averaging"),
+                                       os.path.join(run_dir, "model.keras"))]
+
     def compile_kwargs(self, config):
         # The logits carry the target padding mask: Keras drops padded steps from both.
-        return {"loss": keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        loss = (SparseSmoothedCrossentropy(config.label_smoothing) if config.label_smoothing
+                else keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        return {"loss": loss,
                 "metrics": [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]}
 
     def evaluate(self, config, model, preprocessor, split, plots_dir=None):
-        """Teacher-forced loss/accuracy, then greedy and beam decoding side by side."""
+        """Teacher-forced loss/accuracy, then greedy and beam decoding side by side, on the
+        pairs whose source is not a training source (``removed_train_duplicates``)."""
+        split, removed = seq2seq_eval.held_out(self, config, split)
         metrics = super().evaluate(config, model, preprocessor, split)
+        if removed is not None:
+            metrics["removed_train_duplicates"] = removed
         serving = self.serving_module(config, model, preprocessor)
         # Greedy and beam in one graph: one encoder pass, and beam reuses the greedy result.
         both = tf.function(lambda text: serving.decode_text(text, "both"), autograph=False,
@@ -232,7 +277,7 @@ class Seq2SeqTask(Task):
                 log_probs[method].append(out[method]["log_prob"].numpy())
         for method in hyps:
             metrics.update({f"{method}_{k}": v for k, v in sequence_metrics(
-                hyps[method], references, bleu=preprocessor.unit == "word").items()})
+                hyps[method], references, bleu=preprocessor.unit != "char").items()})
         if texts:
             greedy, beam = (np.concatenate(log_probs[m]) for m in ("greedy", "beam"))
             metrics["beam_minus_greedy_log_prob"] = float(np.mean(beam - greedy))
@@ -251,7 +296,8 @@ class Seq2SeqTask(Task):
 
     def warmup_requests(self, config):
         inputs = self.warmup_inputs(config)
-        return {"serving_default": inputs, "greedy": inputs}
+        return {"serving_default": inputs, "greedy": inputs,
+                "translate_nbest": seq2seq_eval.nbest_warmup(inputs)}
 
     def add_predict_arguments(self, parser):
         parser.add_argument("--plot-attention", metavar="PNG",
@@ -259,6 +305,8 @@ class Seq2SeqTask(Task):
                                  "for inputs after the first)")
 
     def show_predictions(self, config, request, inputs, outputs):
+        if "translations" in outputs:  # --signature translate_nbest
+            return seq2seq_eval.show_nbest(request, inputs, outputs)
         texts = [t.decode("utf-8") for t in np.asarray(inputs["text"].numpy()).tolist()]
         positions = request.input_positions or range(len(texts))
         results = []
@@ -294,64 +342,6 @@ class Seq2SeqTask(Task):
             "dropout": hp.Float("dropout", 0.0, 0.3, step=0.1),
             "learning_rate": hp.Float("learning_rate", 3e-4, 3e-3, sampling="log"),
         }
-
-
-# ---- metrics and figures ----------------------------------------------------------------------
-def sequence_metrics(hypotheses: list[str], references: list[str], bleu: bool) -> dict:
-    """Exact match and character accuracy; with ``bleu`` also sacrebleu BLEU and chrF.
-
-    Character accuracy: matching characters at the same position over the longer string's
-    length, averaged over examples (1.0 = identical; a dropped character shifts the rest).
-    """
-    if len(hypotheses) != len(references):
-        raise ValueError(f"{len(hypotheses)} hypotheses for {len(references)} references")
-    exact = [h == r for h, r in zip(hypotheses, references)]
-    chars = [sum(a == b for a, b in zip(h, r)) / max(len(h), len(r), 1)
-             for h, r in zip(hypotheses, references)]
-    out = {"exact_match": float(np.mean(exact)) if exact else 0.0,
-           "char_accuracy": float(np.mean(chars)) if chars else 0.0}
-    if bleu:
-        import sacrebleu
-
-        out["bleu"] = float(sacrebleu.corpus_bleu(hypotheses, [references]).score)
-        out["chrf"] = float(sacrebleu.corpus_chrf(hypotheses, [references]).score)
-    return out
-
-
-def attention_heatmap(outputs, index: int, path: str) -> str | None:
-    """Draws example ``index`` of a serving output's ``attention`` (rows: output tokens)."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("matplotlib is not installed: no attention plot (pip install '.[demo]')")
-        return None
-
-    def array(key):  # tensors (serving outputs) or numpy arrays
-        value = outputs[key]
-        return value.numpy() if hasattr(value, "numpy") else np.asarray(value)
-
-    def tokens(key):
-        return [t.decode("utf-8") for t in array(key)[index]]
-
-    src = [t or "·" for t in tokens("source_tokens")]
-    out = tokens("output_tokens")
-    n_src = max(1, len([t for t in tokens("source_tokens") if t]))
-    n_out = max(1, int(array("length")[index]))
-    weights = array("attention")[index][:n_out, :n_src]
-    fig, ax = plt.subplots(figsize=(max(4, 0.35 * n_src + 2), max(3, 0.35 * n_out + 1.5)))
-    ax.imshow(weights, cmap="viridis", vmin=0, vmax=1, aspect="auto")
-    ax.set_xticks(range(n_src), src[:n_src], rotation=90)
-    ax.set_yticks(range(n_out), out[:n_out])
-    ax.set_xlabel("source")
-    ax.set_ylabel("output")
-    fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
 
 
 if __name__ == "__main__":

@@ -4,7 +4,9 @@ Request limits (:mod:`tasks.serving_limits`, values from the task config): at mo
 ``max_batch`` texts (else ``InvalidArgumentError`` naming ``text``); the encoder reads a text's
 first ``max_source_length`` tokens (characters or words; ``truncated`` says it was cut, and
 ``attention`` is at most that wide; a word-level text is first cut to ``CHARS_PER_WORD`` (32)
-characters per allowed word); the output is at most ``max_decode_length`` tokens.
+characters per allowed word); the output is at most ``2 * L + 10`` tokens, ``L`` the longest
+source of the batch in tokens, and never more than :func:`max_decode_length` (the config's
+``max_decode_length``, else 2 x the longest training target + 10).
 """
 
 from __future__ import annotations
@@ -12,12 +14,25 @@ from __future__ import annotations
 import tensorflow as tf
 
 from models.seq2seq import build_inference_models, decode
-from pipelines.vocab import END_ID, START_ID
+from pipelines.vocab import END_ID, OOV_ID, PAD_ID, START_ID
 from tasks.serving_limits import CHARS_PER_WORD, check_batch, keep_chars, keep_tokens, valid_utf8
 
 
 def max_decode_length(config, preprocessor) -> int:
-    return config.max_decode_length or int(1.5 * preprocessor.max_target_length) + 2
+    """The cap on generated tokens (the source-derived limit ``2 * L + 10`` is below it)."""
+    return config.max_decode_length or 2 * int(preprocessor.max_target_length) + 10
+
+
+def source_decode_length(source_lengths, cap: int):
+    """``min(cap, 2 * longest + 10)`` as an int32 scalar tensor: the batch's output limit.
+
+    Args:
+        source_lengths: int [batch] source lengths in tokens (after truncation).
+        cap: the config's limit (:func:`max_decode_length`).
+    """
+    longest = tf.cast(tf.reduce_max(tf.concat([[0], tf.cast(source_lengths, tf.int64)], 0)),
+                      tf.int32)
+    return tf.minimum(tf.constant(cap, tf.int32), 2 * longest + 10)
 
 
 class Seq2SeqServing(tf.Module):
@@ -27,9 +42,17 @@ class Seq2SeqServing(tf.Module):
     ``log_prob`` and ``length`` [batch], ``attention`` [batch, out_time, src_time] and the
     ``source_tokens`` / ``output_tokens`` labelling its axes, for the heatmap, and
     ``truncated`` bool [batch] (the text had more than ``max_source_length`` tokens).
+
+    ``translate_nbest(text, length_penalty, average, coverage_penalty)``: the whole beam,
+    ``beam_width`` hypotheses per text, best first, ranked with the request's settings:
+    ``length_penalty`` (float [], alpha >= 0), ``average`` (bool []: divide by ``length **
+    alpha`` instead of GNMT's ``((5 + length) / 6) ** alpha``), ``coverage_penalty`` (float [],
+    GNMT beta >= 0). Returns ``translations`` string [batch, k], ``scores`` (ranking score,
+    sorted descending), ``log_probs`` float32 [batch, k], ``lengths`` int32 [batch, k] and
+    ``truncated`` bool [batch].
     """
 
-    signature_names = ("serving_default", "greedy")
+    signature_names = ("serving_default", "greedy", "translate_nbest")
 
     def __init__(self, model, preprocessor, config):
         super().__init__()
@@ -38,7 +61,10 @@ class Seq2SeqServing(tf.Module):
         self.encoder, self._step = build_inference_models(model)
         self.options = dict(start_token=START_ID, end_token=END_ID,
                             max_length=max_decode_length(config, preprocessor),
-                            length_penalty=float(config.length_penalty))
+                            length_penalty=float(config.length_penalty),
+                            # Subword byte fallback spells any text: [UNK] is never needed.
+                            forbidden_tokens=(PAD_ID, OOV_ID) if preprocessor.unit == "subword"
+                            else (PAD_ID,))
         self.beam_width = int(config.beam_width)
         self.max_source_length = int(config.max_source_length)
         self.max_batch = int(config.max_batch)
@@ -46,8 +72,9 @@ class Seq2SeqServing(tf.Module):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
 
-    def decode_text(self, text, method):
-        """string [batch] -> the output dict (``method`` "both": {"greedy": .., "beam": ..})."""
+    def _source(self, text):
+        """string [batch] -> (source ids int32 [max(batch, 1), >= 1] 0-padded, truncated bool
+        [batch], batch, the batch's output limit)."""
         text = valid_utf8(check_batch(text, self.max_batch, "text"))
         # Characters first (the vectorizer of words pads a dense [batch, longest] tensor).
         per_token = 1 if self.preprocessor.unit == "char" else CHARS_PER_WORD
@@ -61,8 +88,14 @@ class Seq2SeqServing(tf.Module):
         # empty request runs on one padding row that is dropped again.
         source = tf.pad(source, [[0, tf.maximum(0, 1 - batch)],
                                  [0, tf.maximum(0, 1 - tf.shape(source)[1])]])
+        limit = source_decode_length(ragged.row_lengths(), self.options["max_length"])
+        return source, truncated, batch, limit
+
+    def decode_text(self, text, method):
+        """string [batch] -> the output dict (``method`` "both": {"greedy": .., "beam": ..})."""
+        source, truncated, batch, limit = self._source(text)
         result = decode(self.encoder, self._step, source, method=method,
-                        beam_width=self.beam_width, **self.options)
+                        beam_width=self.beam_width, **{**self.options, "max_length": limit})
         if method == "both":
             return {k: self._outputs(source, v, truncated, batch) for k, v in result.items()}
         return self._outputs(source, result, truncated, batch)
@@ -86,3 +119,48 @@ class Seq2SeqServing(tf.Module):
                  autograph=False)
     def greedy(self, text):
         return self.decode_text(text, "greedy")
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text"),
+                                  tf.TensorSpec([], tf.float32, name="length_penalty"),
+                                  tf.TensorSpec([], tf.bool, name="average"),
+                                  tf.TensorSpec([], tf.float32, name="coverage_penalty")],
+                 autograph=False)
+    def translate_nbest(self, text, length_penalty, average, coverage_penalty):
+        return nbest(self, text, length_penalty, average, coverage_penalty)
+
+
+def nbest(module: Seq2SeqServing, text, length_penalty, average, coverage_penalty) -> dict:
+    """``translate_nbest``'s body: the whole beam, ranked with the request's settings.
+
+    Args:
+        module: the serving module (its encoder, step decoder, vocabularies and limits).
+        text: string [batch]; length_penalty, coverage_penalty: float32 [] (>= 0, else
+            ``InvalidArgumentError`` naming the input); average: bool [].
+
+    Returns:
+        ``translations`` string [batch, k], ``scores`` float32 [batch, k] (normalised score plus
+        coverage penalty, sorted descending), ``log_probs`` float32 [batch, k], ``lengths``
+        int32 [batch, k], ``truncated`` bool [batch]; ``k = beam_width``.
+    """
+    with tf.control_dependencies([
+            tf.debugging.assert_non_negative(length_penalty, message="length_penalty < 0"),
+            tf.debugging.assert_non_negative(coverage_penalty, message="coverage_penalty < 0")]):
+        length_penalty, coverage_penalty = tf.identity(length_penalty), tf.identity(
+            coverage_penalty)
+    source, truncated, batch, limit = module._source(text)
+    result = decode(module.encoder, module._step, source, method="beam",
+                    beam_width=module.beam_width, keep_greedy=False, average=average,
+                    coverage_penalty=coverage_penalty,
+                    **{**module.options, "max_length": limit, "length_penalty": length_penalty})
+    ranking = result["beam_ranking_scores"]                                      # [b, k]
+    # The search keeps its beam sorted; sorting again makes the contract hold by construction.
+    order = tf.argsort(ranking, axis=1, direction="DESCENDING", stable=True)
+
+    def take(x):
+        return tf.gather(x, order, batch_dims=1)
+
+    tokens = take(result["beam_tokens"])                                         # [b, k, T]
+    flat = module.preprocessor.decode(tf.reshape(tokens, [-1, tf.shape(tokens)[2]]))
+    out = {"translations": tf.reshape(flat, [-1, module.beam_width]), "scores": take(ranking),
+           "log_probs": take(result["beam_scores"]), "lengths": take(result["beam_lengths"])}
+    return {**{k: v[:batch] for k, v in out.items()}, "truncated": truncated}

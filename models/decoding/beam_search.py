@@ -14,7 +14,12 @@ Conventions: hypotheses begin after ``start_token`` (which is not returned); a h
 finished once it emits ``end_token``, which *is* included in ``tokens`` and ``lengths``;
 positions after the end (or all of them past ``max_length``) hold 0. ``scores`` are sums of
 log-probabilities of the emitted tokens; ``normalized_scores`` divide by the GNMT length
-penalty ``((5 + length) / 6) ** alpha`` (``alpha = length_penalty``; 0 leaves scores as is).
+penalty ``((5 + length) / 6) ** alpha`` (``alpha = length_penalty``; 0 leaves scores as is), or
+with ``average=True`` by ``length ** alpha`` (alpha 1: the average log-probability per token).
+``length_penalty`` and ``average`` may be scalar tensors, so a serving signature can take them
+as inputs; ``max_length`` may be a scalar int tensor (e.g. derived from the source length).
+Beam search can add the GNMT coverage penalty ``beta * sum_i log(min(coverage_i, 1))`` over the
+unpadded source positions, coverage_i being the attention a hypothesis has paid to position i.
 """
 
 from __future__ import annotations
@@ -27,19 +32,42 @@ IMPOSSIBLE = -1e9
 _NEG = IMPOSSIBLE
 
 
-def _check_args(start_token, end_token, max_length, length_penalty, beam_width=1):
+def _is_python_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_args(start_token, end_token, max_length, length_penalty, beam_width=1,
+                coverage_penalty=0.0):
     for name, value, minimum in (("start_token", start_token, 0), ("end_token", end_token, 0),
                                  ("max_length", max_length, 1), ("beam_width", beam_width, 1)):
+        if name == "max_length" and not _is_python_number(value) and ops.is_tensor(value):
+            continue  # a scalar tensor (source-derived): checked by the caller
         if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
             raise ValueError(f"{name} must be an int >= {minimum}; got {value!r}")
-    if not isinstance(length_penalty, (int, float)) or length_penalty < 0:
-        raise ValueError(f"length_penalty must be a number >= 0; got {length_penalty!r}")
+    for name, value in (("length_penalty", length_penalty),
+                        ("coverage_penalty", coverage_penalty)):
+        if _is_python_number(value) and value < 0:
+            raise ValueError(f"{name} must be a number >= 0; got {value!r}")
+        if not _is_python_number(value) and not ops.is_tensor(value):
+            raise ValueError(f"{name} must be a number >= 0 or a scalar tensor; got {value!r}")
 
 
-def length_penalty_factor(lengths, alpha: float):
-    """GNMT length penalty ``((5 + lengths) / 6) ** alpha`` as float32 (same shape)."""
+def length_penalty_factor(lengths, alpha, average=False):
+    """Length normalisation divisor, float32, same shape as ``lengths``.
+
+    Args:
+        lengths: int [...] hypothesis lengths (END included).
+        alpha: float or scalar float tensor.
+        average: False: GNMT ``((5 + lengths) / 6) ** alpha``; True: ``max(lengths, 1) **
+            alpha`` (alpha 1 = average log-probability); may be a scalar bool tensor.
+    """
     lengths = ops.cast(lengths, "float32")
-    return ops.power((5.0 + lengths) / 6.0, float(alpha))
+    alpha = ops.cast(alpha, "float32")
+    gnmt = ops.power((5.0 + lengths) / 6.0, alpha)
+    if average is False:
+        return gnmt
+    mean = ops.power(ops.maximum(lengths, 1.0), alpha)
+    return mean if average is True else ops.where(average, mean, gnmt)
 
 
 def _batch_size(states):
@@ -81,14 +109,14 @@ def forbid_tokens(step_fn, token_ids):
 
 
 def greedy_decode(step_fn, initial_states, context, *, start_token: int, end_token: int,
-                  max_length: int, length_penalty: float = 0.0) -> dict:
+                  max_length: int, length_penalty: float = 0.0, average=False) -> dict:
     """Greedy (arg-max) decoding of a batch.
 
     Args:
         step_fn: see the module docstring.
         initial_states: list of [batch, ...] decoder states.
         context: constant nested structure of [batch, ...] tensors given to ``step_fn``.
-        start_token, end_token, max_length, length_penalty: see the module docstring.
+        start_token, end_token, max_length, length_penalty, average: see the module docstring.
 
     Returns:
         dict: ``tokens`` [batch, max_length] int32, ``lengths`` [batch] int32, ``scores`` and
@@ -133,13 +161,14 @@ def greedy_decode(step_fn, initial_states, context, *, start_token: int, end_tok
     _, carry = ops.while_loop(cond, body, (ops.convert_to_tensor(1, "int32"), carry))
     return dict(tokens=carry["tokens"], lengths=carry["lengths"], scores=carry["scores"],
                 normalized_scores=carry["scores"] / length_penalty_factor(
-                    carry["lengths"], length_penalty),
+                    carry["lengths"], length_penalty, average),
                 attention=carry["attention"], finished=carry["finished"])
 
 
 def beam_search(step_fn, initial_states, context, *, start_token: int, end_token: int,
                 max_length: int, beam_width: int = 4, length_penalty: float = 0.0,
-                keep_greedy: bool = True, greedy_result: dict | None = None) -> dict:
+                keep_greedy: bool = True, greedy_result: dict | None = None, average=False,
+                coverage_penalty=0.0, source_mask=None) -> dict:
     """Batched beam search ranking hypotheses by length-normalised score.
 
     Every step expands the ``beam_width`` hypotheses of each example by the whole vocabulary
@@ -160,14 +189,25 @@ def beam_search(step_fn, initial_states, context, *, start_token: int, end_token
             construction for ``1/beam_width`` more compute.
         greedy_result: :func:`greedy_decode`'s result for the same inputs, when the caller has
             it already (``keep_greedy`` then reuses it instead of decoding again).
+        average: length normalisation by ``length ** alpha`` instead of GNMT's (module
+            docstring); a bool or scalar bool tensor.
+        coverage_penalty: GNMT beta (>= 0; float or scalar tensor), added to the ranking score
+            at every step; needs ``source_mask``. A python 0 leaves the search as without it.
+        source_mask: [batch, src_time] bool, True on real source positions (coverage only).
 
     Returns:
         dict: the best hypothesis per example as in :func:`greedy_decode` (``tokens``,
         ``lengths``, ``scores``, ``normalized_scores``, ``attention``, ``finished``), plus the
         final beam: ``beam_tokens`` [batch, beam, max_length], ``beam_scores`` and
-        ``beam_normalized_scores`` [batch, beam] (sorted best first; before ``keep_greedy``).
+        ``beam_normalized_scores`` [batch, beam], ``beam_lengths`` [batch, beam] and
+        ``beam_ranking_scores`` [batch, beam] (normalised score plus coverage penalty: the
+        order of the beam, best first; all before ``keep_greedy``).
     """
-    _check_args(start_token, end_token, max_length, length_penalty, beam_width)
+    _check_args(start_token, end_token, max_length, length_penalty, beam_width,
+                coverage_penalty)
+    coverage = not (_is_python_number(coverage_penalty) and coverage_penalty == 0)
+    if coverage and source_mask is None:
+        raise ValueError("coverage_penalty needs source_mask ([batch, src_time] bool)")
     k = beam_width
     batch = _batch_size(initial_states)
 
@@ -182,7 +222,12 @@ def beam_search(step_fn, initial_states, context, *, start_token: int, end_token
     src_time = ops.shape(attention)[-1]
     # Only beam 0 is live at the start, else the k copies would fill the beam with duplicates.
     first = ops.concatenate([ops.zeros((1,), "float32"), ops.full((k - 1,), _NEG, "float32")])
-    carry = dict(
+    extra = {}
+    if coverage:
+        mask = ops.cast(tile(source_mask), "bool")                           # [b * k, src]
+        extra = dict(coverage=ops.zeros((batch * k, src_time), "float32"),
+                     ranking=ops.zeros((batch, k), "float32"))
+    carry = dict(**extra,
         ids=ids, states=list(states), finished=ops.zeros((batch, k), "bool"),
         lengths=ops.zeros((batch, k), "int32"),
         scores=ops.tile(ops.expand_dims(first, 0), (batch, 1)),
@@ -198,8 +243,16 @@ def beam_search(step_fn, initial_states, context, *, start_token: int, end_token
         total = ops.expand_dims(carry["scores"], -1) + log_probs             # [b, k, V]
         new_lengths = carry["lengths"] + ops.cast(ops.logical_not(finished), "int32")
         normalized = total / ops.expand_dims(
-            length_penalty_factor(new_lengths, length_penalty), -1)
-        _, index = ops.top_k(ops.reshape(normalized, (batch, k * vocab)), k)  # [b, k]
+            length_penalty_factor(new_lengths, length_penalty, average), -1)
+        if coverage:
+            # This step's attention belongs to the parent row (all its candidates share it);
+            # a finished hypothesis keeps its coverage.
+            live = ops.reshape(ops.logical_not(finished), (-1, 1))
+            covered = carry["coverage"] + ops.where(live, ops.cast(attention, "float32"), 0.0)
+            penalty = ops.sum(ops.where(mask, ops.log(ops.clip(covered, 1e-6, 1.0)), 0.0), -1)
+            normalized = normalized + ops.cast(coverage_penalty, "float32") * ops.reshape(
+                penalty, (batch, k, 1))
+        top, index = ops.top_k(ops.reshape(normalized, (batch, k * vocab)), k)  # [b, k]
         index = ops.cast(index, "int32")
         parent, token = index // vocab, index % vocab
         parent_finished = ops.take_along_axis(finished, parent, axis=1)
@@ -210,7 +263,9 @@ def beam_search(step_fn, initial_states, context, *, start_token: int, end_token
         def gather(x):
             return ops.take(x, rows, axis=0)
 
+        extra = dict(coverage=gather(covered), ranking=top) if coverage else {}
         return dict(
+            **extra,
             ids=ops.where(alive, flat_token, end_token),
             states=[gather(s) for s in new_states],
             finished=ops.logical_or(parent_finished, ops.equal(token, end_token)),
@@ -232,16 +287,18 @@ def beam_search(step_fn, initial_states, context, *, start_token: int, end_token
     _, carry = ops.while_loop(cond, body, (ops.convert_to_tensor(1, "int32"), carry))
     beam_tokens = ops.reshape(carry["tokens"], (batch, k, max_length))
     beam_attention = ops.reshape(carry["attention"], (batch, k, max_length, src_time))
-    beam_normalized = carry["scores"] / length_penalty_factor(carry["lengths"], length_penalty)
+    beam_normalized = carry["scores"] / length_penalty_factor(carry["lengths"], length_penalty,
+                                                              average)
     result = dict(tokens=beam_tokens[:, 0], lengths=carry["lengths"][:, 0],
                   scores=carry["scores"][:, 0], normalized_scores=beam_normalized[:, 0],
                   attention=beam_attention[:, 0], finished=carry["finished"][:, 0],
                   beam_tokens=beam_tokens, beam_scores=carry["scores"],
-                  beam_normalized_scores=beam_normalized)
+                  beam_normalized_scores=beam_normalized, beam_lengths=carry["lengths"],
+                  beam_ranking_scores=carry["ranking"] if coverage else beam_normalized)
     if keep_greedy and k > 1:
         greedy = greedy_result or greedy_decode(
             step_fn, initial_states, context, start_token=start_token, end_token=end_token,
-            max_length=max_length, length_penalty=length_penalty)
+            max_length=max_length, length_penalty=length_penalty, average=average)
         use = ops.greater(greedy["normalized_scores"], result["normalized_scores"])
         for key in ("tokens", "lengths", "scores", "normalized_scores", "attention",
                     "finished"):

@@ -16,7 +16,7 @@ import os
 from typing import Any
 
 from tasks.runner import config as config_lib
-from tasks.runner import errors
+from tasks.runner import errors, serving_check
 from tasks.runner import run_dir as rd
 
 #: The config an export was trained with, relative to its version directory. TF Serving
@@ -122,6 +122,7 @@ def load(path: str, task=None, *, model: bool = True) -> Loaded:
         config = config_lib.override(config, stored["config"],
                                      origin=os.path.join(version_dir, CONFIG_ASSET),
                                      validate=False)
+    serving_check.register_op_libraries()  # TF Text's ops (subword exports), when installed
     return Loaded(task, config, "export", version_dir, module=tf.saved_model.load(version_dir))
 
 

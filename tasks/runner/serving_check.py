@@ -12,7 +12,10 @@ TF Serving then replays ``assets.extra/tf_serving_warmup_requests`` through the 
 :func:`replay_warmup` does the same.
 
 This file needs only numpy and TensorFlow (plus ``tensorflow-serving-api`` for the warm-up
-records): the export step runs it as a script in a fresh interpreter that refuses to import the
+records, and ``tensorflow-text`` when installed: an export with subword vocabularies runs TF
+Text's SentencePiece ops, whose kernels a Python process registers by importing it; that is an
+op library, not project code, and TF Serving's model server has those ops built in): the export
+step runs it as a script in a fresh interpreter that refuses to import the
 project, which proves the export serves without project code.
 
     python tasks/runner/serving_check.py EXPORT_DIR REQUESTS.npz OUTPUTS.npz
@@ -130,8 +133,18 @@ class _NoProjectCode:
         return None
 
 
+def register_op_libraries() -> None:
+    """Imports ``tensorflow_text`` when installed, so exports using its ops load (a plain
+    ``tf.saved_model.load`` fails with "Op type not registered 'SentencepieceOp'" otherwise)."""
+    try:
+        import tensorflow_text  # noqa: F401
+    except ImportError:
+        pass
+
+
 def main(argv: list[str]) -> int:
     sys.meta_path.insert(0, _NoProjectCode())
+    register_op_libraries()
     export_dir, requests_path, outputs_path = argv
     with np.load(requests_path, allow_pickle=False) as data:
         requests = unpack({k: data[k] for k in data.files})

@@ -173,6 +173,12 @@ class Task:
         """Must: an uncompiled ``keras.Model`` built from ``models/`` (float32 outputs)."""
         raise NotImplementedError
 
+    def training_callbacks(self, config, run_dir: str) -> list:
+        """Extra Keras callbacks for ``train`` (e.g. checkpoint averaging), run before the
+        TensorBoard and backup callbacks. ``run_dir``: where the run's files go (a private
+        temporary directory on multi-worker non-chief workers). Default: none."""
+        return []
+
     def compile_kwargs(self, config) -> dict:
         """Must: ``loss`` and ``metrics`` for ``model.compile``; the runner adds the optimizer."""
         raise NotImplementedError

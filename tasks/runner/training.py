@@ -271,6 +271,7 @@ def _callbacks(task, config, preprocessor, splits, nan_stop, run_dir, out_dir, c
         keras.callbacks.EarlyStopping(monitor=_val(task.monitor), mode=task.monitor_mode,
                                       patience=config.patience),
         *_lr_schedule(task, config),
+        *task.training_callbacks(config, out_dir),
         keras.callbacks.TensorBoard(rd.path(out_dir, rd.LOGS)),
         # Last, so the backup is taken after history/checkpoint of the epoch are on disk.
         cb.RunBackup(rd.path(run_dir, rd.BACKUP), rd.path(out_dir, rd.BACKUP),

@@ -255,3 +255,81 @@ def test_length_penalty_factor_is_gnmt():
     got = np.asarray(bs.length_penalty_factor(np.array([1, 6]), 0.8))
     np.testing.assert_allclose(got, [1.0, (11 / 6) ** 0.8], rtol=1e-6)
     assert keras.backend.standardize_dtype(got.dtype) == "float32"
+
+
+def _all_hypotheses(vocab, steps):
+    """Every token sequence of ``steps`` non-pad ids, cut after END, padded with 0."""
+    out = set()
+    for seq in itertools.product(range(1, vocab), repeat=steps):
+        seq = list(seq)
+        if END in seq:
+            seq = seq[:seq.index(END) + 1] + [0] * (steps - seq.index(END) - 1)
+        out.add(tuple(seq))
+    return np.array(sorted(out), "int32")
+
+
+@pytest.mark.parametrize("average, alpha, beta", [(True, 1.0, 0.0), (False, 0.6, 0.4),
+                                                  (True, 1.0, 1.0)])
+def test_average_normalisation_and_coverage_penalty_rank_like_exhaustive_search(
+        average, alpha, beta):
+    toy = ToyDecoder(vocab=5, seed=3, sharpness=1.0)
+    states, context = toy.inputs(batch=3, seed=4)
+    steps = 3
+    result = _np(bs.beam_search(toy.step, states, context, start_token=START, end_token=END,
+                                max_length=steps, beam_width=64, length_penalty=alpha,
+                                average=average, coverage_penalty=beta,
+                                source_mask=context[1], keep_greedy=False))
+    candidates = _all_hypotheses(toy.vocab, steps)
+    mask = np.asarray(context[1])
+    for b in range(3):
+        def tile(x, b=b):
+            return ops.repeat(x[b:b + 1], len(candidates), axis=0)
+
+        scores, attention = toy.rescore(candidates, [tile(states[0])], tuple(map(tile, context)))
+        lengths = np.where((candidates == END).any(1), (candidates == END).argmax(1) + 1, steps)
+        divisor = lengths ** alpha if average else ((5.0 + lengths) / 6.0) ** alpha
+        covered = np.clip(attention.sum(1), 1e-6, 1.0)
+        penalty = np.where(mask[b], np.log(covered), 0.0).sum(1)
+        ranking = scores / divisor + beta * penalty
+        best = int(np.argmax(ranking))
+        np.testing.assert_array_equal(result["tokens"][b], candidates[best])
+        np.testing.assert_allclose(result["beam_ranking_scores"][b, 0], ranking[best], atol=1e-4)
+        np.testing.assert_allclose(result["normalized_scores"][b], scores[best] / divisor[best],
+                                   atol=1e-4)
+    # The n-best list is sorted best first, and its lengths match its tokens.
+    assert np.all(np.diff(result["beam_ranking_scores"], axis=1) <= 1e-6)
+    ended = (result["beam_tokens"] == END).any(-1)
+    want = np.where(ended, (result["beam_tokens"] == END).argmax(-1) + 1, steps)
+    np.testing.assert_array_equal(result["beam_lengths"], want)
+
+
+def test_tensor_settings_match_python_settings_under_tf_function():
+    toy = ToyDecoder(seed=11, sharpness=1.0)
+    states, context = toy.inputs(batch=3, seed=12)
+    want = _np(bs.beam_search(toy.step, states, context, start_token=START, end_token=END,
+                              max_length=5, beam_width=3, length_penalty=0.7, average=True,
+                              coverage_penalty=0.2, source_mask=context[1], keep_greedy=False))
+
+    @tf.function(autograph=False)
+    def compiled(alpha, average, beta, max_length):
+        return bs.beam_search(toy.step, states, context, start_token=START, end_token=END,
+                              max_length=max_length, beam_width=3, length_penalty=alpha,
+                              average=average, coverage_penalty=beta, source_mask=context[1],
+                              keep_greedy=False)
+
+    got = _np(compiled(tf.constant(0.7), tf.constant(True), tf.constant(0.2), tf.constant(5)))
+    for key in ("tokens", "beam_tokens", "beam_lengths"):
+        np.testing.assert_array_equal(got[key], want[key], err_msg=key)
+    np.testing.assert_allclose(got["beam_ranking_scores"], want["beam_ranking_scores"],
+                               atol=1e-5)
+    # A smaller source-derived max_length gives shorter buffers.
+    short = _np(compiled(tf.constant(0.7), tf.constant(False), tf.constant(0.0), tf.constant(2)))
+    assert short["tokens"].shape == (3, 2) and short["beam_tokens"].shape == (3, 3, 2)
+
+
+def test_coverage_penalty_needs_the_source_mask():
+    toy = ToyDecoder()
+    states, context = toy.inputs()
+    with pytest.raises(ValueError, match="coverage_penalty needs source_mask"):
+        bs.beam_search(toy.step, states, context, start_token=START, end_token=END,
+                       max_length=3, coverage_penalty=0.5)

@@ -159,9 +159,12 @@ def test_sequence_metrics():
 
 
 def test_bad_unit_is_one_clear_error(task):
-    config = config_lib.override(s2s.Seq2SeqConfig(), {"unit": "subword", "max_examples": 8})
-    with pytest.raises(ValueError, match="unit must be auto, char or word; got 'subword'"):
+    config = config_lib.override(s2s.Seq2SeqConfig(), {"unit": "bytes", "max_examples": 8})
+    with pytest.raises(ValueError, match="unit must be auto, char, word or subword; got 'bytes'"):
         task.fit_preprocessor(config, task.load_splits(config))
+    with pytest.raises(config_lib.ConfigError, match="vocab_size"):
+        config_lib.override(s2s.Seq2SeqConfig(), {"unit": "subword", "vocab_size": 100},
+                            validate=True)
 
 
 @pytest.mark.slow
