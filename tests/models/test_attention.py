@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from models.layers.attention import BahdanauAttention, LuongAttention, get_attention
-from tests.testing import assert_allclose, run_layer_test, to_numpy
+from tests.layer_test import run_layer_test
+from tests.testing import assert_allclose, to_numpy
 
 LAYERS = [
     pytest.param(lambda: BahdanauAttention(8), id="bahdanau"),

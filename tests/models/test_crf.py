@@ -17,7 +17,8 @@ from models.layers.crf import (
     crf_sequence_score,
     viterbi_decode,
 )
-from tests.testing import assert_allclose, assert_finite, mixed_precision_policy, run_layer_test
+from tests.layer_test import run_layer_test
+from tests.testing import assert_allclose, assert_finite, mixed_precision_policy
 
 
 def _random_crf(seed, batch, time, tags, boundary=True):

@@ -24,7 +24,8 @@ from models.music_language_model import (
     quantize_times,
     time_bins_for,
 )
-from tests.testing import assert_allclose, keras_roundtrip, run_layer_test
+from tests.layer_test import run_layer_test
+from tests.testing import assert_allclose, keras_roundtrip
 
 VOCAB = 13
 

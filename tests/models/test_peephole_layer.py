@@ -2,7 +2,7 @@
 step (fused training path) and mixed precision (float16 / bfloat16)."""
 
 from models.layers.peephole_lstm import PeepholeLSTM
-from tests.testing import run_layer_test
+from tests.layer_test import run_layer_test
 
 
 def test_run_layer_test():

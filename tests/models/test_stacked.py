@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from models.layers.stacked import StackedBidirectional
-from tests.testing import assert_all_equal, run_layer_test, savedmodel_roundtrip
+from tests.layer_test import run_layer_test
+from tests.testing import assert_all_equal, savedmodel_roundtrip
 
 
 def test_run_layer_test_peephole_bidirectional():

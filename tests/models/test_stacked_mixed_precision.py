@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from models.layers.stacked import StackedBidirectional
-from tests.testing import run_layer_test
+from tests.layer_test import run_layer_test
 
 
 def test_run_layer_test_peephole_full():

@@ -10,7 +10,8 @@ import pytest
 from models.layers.crf import CRF, CRFModel
 from models.layers.embeddings import format_coverage, load_word_vectors
 from models.tagger import CASING_CLASSES, CharEncoder, build_tagger_model, decode_tags
-from tests.testing import assert_allclose, mixed_precision_policy, run_layer_test
+from tests.layer_test import run_layer_test
+from tests.testing import assert_allclose, mixed_precision_policy
 
 CHAR_IDS = np.array([[[3, 4, 5, 0], [6, 0, 0, 0], [0, 0, 0, 0]],
                      [[7, 8, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]]], "int32")  # [B=2, T=3, C=4]
