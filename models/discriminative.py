@@ -29,14 +29,20 @@ class DiscriminativeAdam(Adam):
 
     Args:
         layer_groups: ``[[layer names of group 0], [group 1], ...]``; group 0 is the head
-            (it also takes every variable of an unlisted layer).
+            (it also takes every variable of an unlisted layer). None: ULMFiT's groups of a
+            :mod:`models.pretrained_encoder` classifier, read from the variables at build
+            (:func:`models.pretrained_encoder.layer_groups_of`), so the optimizer can be
+            made before the model is known.
         **kwargs: as ``models.optimizers.Adam``.
     """
 
-    def __init__(self, layer_groups=((),), **kwargs):
+    def __init__(self, layer_groups=None, **kwargs):
         super().__init__(**kwargs)
-        self.layer_groups = [list(g) for g in layer_groups] or [[]]
-        self._layer_group = {name: g for g, names in enumerate(self.layer_groups)
+        self._set_groups(layer_groups)
+
+    def _set_groups(self, layer_groups):
+        self.layer_groups = None if layer_groups is None else [list(g) for g in layer_groups]
+        self._layer_group = {name: g for g, names in enumerate(self.layer_groups or [])
                              for name in names}
 
     @property
@@ -48,6 +54,10 @@ class DiscriminativeAdam(Adam):
         return self._layer_group.get(variable.path.split("/")[0], 0)
 
     def build(self, variables):
+        if self.layer_groups is None:
+            from models.pretrained_encoder import layer_groups_of
+
+            self._set_groups(layer_groups_of(variables))
         super().build(variables)
         # Plain Python per variable index: the traced step reads the scale variable, so a
         # callback's assign takes effect without retracing.

@@ -131,3 +131,12 @@ def layer_groups(num_layers: int) -> list[list[str]]:
     """Unfreezing groups, top first: the head, ``lstm_N`` ... ``lstm_1``, the embedding."""
     return ([list(HEAD_LAYERS)] + [[recurrent_name(i)] for i in range(num_layers, 0, -1)]
             + [[EMBEDDING]])
+
+
+def layer_groups_of(variables) -> list[list[str]]:
+    """:func:`layer_groups` of the classifier that owns ``variables`` (its ``lstm_i`` count)."""
+    names = {v.path.split("/")[0] for v in variables}
+    num_layers = 0
+    while recurrent_name(num_layers + 1) in names:
+        num_layers += 1
+    return layer_groups(num_layers)

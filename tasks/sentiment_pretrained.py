@@ -34,8 +34,7 @@ import tensorflow as tf
 
 from models.discriminative import DiscriminativeAdam, group_scales
 from models.optimizers import Adam
-from models.pretrained_encoder import build_pretrained_classifier, copy_encoder_weights, \
-    layer_groups
+from models.pretrained_encoder import build_pretrained_classifier, copy_encoder_weights
 from models.word_language_model import reset_carried_states
 from pipelines.vocab import LabelLookup
 from tasks import language_model_text as text_lib
@@ -180,8 +179,8 @@ class PretrainedSupport:
         return model
 
     def optimizer(self, config, **kwargs) -> DiscriminativeAdam:
-        return DiscriminativeAdam(layer_groups(self.lm_run(config).config.num_layers),
-                                  **kwargs)
+        # Groups read from the model's variables at build: evaluate recompiles without the LM.
+        return DiscriminativeAdam(None, **kwargs)
 
     def callbacks(self, config, run_dir: str) -> list:
         return [GradualUnfreezing(config.unfreeze, config.discriminative_lr,
