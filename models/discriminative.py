@@ -39,6 +39,7 @@ class DiscriminativeAdam(Adam):
     def __init__(self, layer_groups=None, **kwargs):
         super().__init__(**kwargs)
         self._set_groups(layer_groups)
+        self._pending_scales = None  # set before build: the scale variable's initial value
 
     def _set_groups(self, layer_groups):
         self.layer_groups = None if layer_groups is None else [list(g) for g in layer_groups]
@@ -53,21 +54,32 @@ class DiscriminativeAdam(Adam):
         """The group of a model variable (by the first component of its path)."""
         return self._layer_group.get(variable.path.split("/")[0], 0)
 
-    def build(self, variables):
+    def resolve_groups(self, variables) -> None:
+        """Reads ULMFiT's groups from the model's variables when none were given."""
         if self.layer_groups is None:
             from models.pretrained_encoder import layer_groups_of
 
             self._set_groups(layer_groups_of(variables))
+
+    def build(self, variables):
+        self.resolve_groups(variables)
         super().build(variables)
         # Plain Python per variable index: the traced step reads the scale variable, so a
         # callback's assign takes effect without retracing.
         self._variable_groups = [self.group_of(v) for v in variables]
-        self.group_scale = self.add_variable((self.num_groups,), initializer="ones",
+        initial = (keras.initializers.Constant(self._pending_scales)
+                   if self._pending_scales is not None else "ones")
+        self.group_scale = self.add_variable((self.num_groups,), initializer=initial,
                                              dtype="float32", name="group_scale")
 
     def set_group_scales(self, scales) -> None:
-        """float [num_groups]: each group's learning-rate factor (0 = frozen)."""
-        self.group_scale.assign(ops.convert_to_tensor(scales, "float32"))
+        """float [num_groups]: each group's learning-rate factor (0 = frozen). Before the
+        optimizer is built (Keras builds it, wrapped for loss scaling or not, at the first
+        step) the values wait and become the scale variable's initial value."""
+        if getattr(self, "group_scale", None) is None:
+            self._pending_scales = [float(x) for x in scales]
+        else:
+            self.group_scale.assign(ops.convert_to_tensor(scales, "float32"))
 
     def update_step(self, gradient, variable, learning_rate):
         group = self._variable_groups[self._get_variable_index(variable)]

@@ -17,9 +17,16 @@ import keras
 from keras import ops
 
 from models.classifier import MaskedPooling
-from models.word_language_model import (CELLS, EMBEDDING, CarriedLSTM, CarriedPeepholeLSTM,
-                                        LockedDropout, WordEmbedding, recurrent_layers,
-                                        recurrent_name)
+from models.word_language_model import (
+    CELLS,
+    EMBEDDING,
+    CarriedLSTM,
+    CarriedPeepholeLSTM,
+    LockedDropout,
+    WordEmbedding,
+    recurrent_layers,
+    recurrent_name,
+)
 
 HEAD_LAYERS = ("pooling", "head")
 

@@ -20,8 +20,10 @@ import tensorflow as tf
 from models.classifier import POOLINGS, build_sequence_classifier
 from pipelines import batching, sources
 from pipelines.vocab import LabelLookup, WordVectorizer
-from tasks import sentiment_data  # noqa: F401 (registers the task's data sources)
-from tasks import sentiment_pretrained  # fine-tuning from a language model run (ULMFiT)
+from tasks import (
+    sentiment_data,  # noqa: F401 (registers the task's data sources)
+    sentiment_pretrained,  # fine-tuning from a language model run (ULMFiT)
+)
 from tasks.runner import registry
 from tasks.runner.cli import main
 from tasks.runner.config import TaskConfig

@@ -229,8 +229,9 @@ class GradualUnfreezing(keras.callbacks.Callback):
         if not isinstance(optimizer, DiscriminativeAdam):
             raise TypeError(f"GradualUnfreezing needs a DiscriminativeAdam, got "
                             f"{type(optimizer).__name__}")
-        if not optimizer.built:  # its scale variable exists once built
-            optimizer.build(self.model.trainable_variables)
+        # Not built here: Keras builds it at the first step (a loss-scaling wrapper builds it
+        # again), so the scales wait in it until then.
+        optimizer.resolve_groups(self.model.trainable_variables)
         unfrozen = self.unfrozen(epoch, optimizer.num_groups)
         scales = group_scales(optimizer.num_groups, unfrozen, self.factor)
         optimizer.set_group_scales(np.asarray(scales, np.float32))

@@ -220,3 +220,30 @@ def test_concat_pooling_ignores_padding_and_the_model_round_trips(tmp_path):
     again = keras.saving.load_model(tmp_path / "m.keras")
     np.testing.assert_allclose(again(ids), model(ids), rtol=1e-6)
     assert model(ids).dtype == "float32"
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "float32"])
+def test_gradual_unfreezing_holds_under_loss_scaling(policy, tmp_path):
+    """Keras builds the optimizer at the first step (a loss-scaling wrapper builds it again):
+    the scales the callback sets before that must still be the ones the step reads."""
+    from tasks.sentiment_pretrained import GradualUnfreezing
+
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        model = build_pretrained_classifier(20, 2, embedding_dim=4, units=4, num_layers=1,
+                                            dropout=0.0, seed=1)
+        model.compile(optimizer=DiscriminativeAdam(None, learning_rate=0.01),
+                      loss="sparse_categorical_crossentropy")
+        rng = np.random.default_rng(0)
+        x, y = rng.integers(1, 20, (16, 5)).astype("int32"), rng.integers(0, 2, 16)
+        before = {n: model.get_layer(n).weights[0].numpy().copy() for n in ("embedding",
+                                                                             "lstm_1", "head")}
+        model.fit(x, y, epochs=2, batch_size=8, verbose=0, callbacks=[
+            GradualUnfreezing("gradual", 2.6, str(tmp_path / "unfreezing.json"))])
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+    changed = {n: not np.array_equal(model.get_layer(n).weights[0].numpy(), w)
+               for n, w in before.items()}
+    assert changed == {"embedding": False, "lstm_1": True, "head": True}
+    assert model(x).dtype == "float32"
