@@ -3,6 +3,7 @@
     python -m tasks.sentiment train --epochs 1 --max-examples 2000
     python -m tasks.sentiment predict "a wonderful film"
     python -m tasks.sentiment export
+    python -m tasks.sentiment train --set pretrained=runs/lm   # ULMFiT: tasks.sentiment_pretrained
 
 Reads top-down: config -> data -> preprocessing -> model -> metrics -> serving -> search space.
 """
