@@ -3,6 +3,7 @@
     python -m tasks.sentiment train --epochs 1 --max-examples 2000
     python -m tasks.sentiment predict "a wonderful film"
     python -m tasks.sentiment export
+    python -m tasks.sentiment train --set pretrained=runs/lm   # ULMFiT: tasks.sentiment_pretrained
 
 Reads top-down: config -> data -> preprocessing -> model -> metrics -> serving -> search space.
 """
@@ -20,7 +21,10 @@ import tensorflow as tf
 from models.classifier import POOLINGS, build_sequence_classifier
 from pipelines import batching, sources
 from pipelines.vocab import LabelLookup, WordVectorizer
-from tasks import sentiment_data  # noqa: F401 (registers the task's data sources)
+from tasks import (
+    sentiment_data,  # noqa: F401 (registers the task's data sources)
+    sentiment_pretrained,  # fine-tuning from a language model run (ULMFiT)
+)
 from tasks.runner import registry
 from tasks.runner.cli import main
 from tasks.runner.config import TaskConfig
@@ -39,12 +43,18 @@ class SentimentConfig(TaskConfig):
     pooling: str = "max"           # max|mean|max_mean|last
     dropout: float = 0.3
     patience: int = 2
+    # -- fine-tuning a pretrained language model (tasks.sentiment_pretrained) --
+    pretrained: str = ""           # a language_model run dir; "" = train from scratch
+    lm_finetune_epochs: int = 0    # LM epochs on the training texts first
+    unfreeze: str = "gradual"      # gradual|all|none (none: only the head trains)
+    discriminative_lr: float = 2.6  # lr divided by this per layer group going down
 
     def check(self, checks):
         super().check(checks)
         checks.at_least(3, "max_tokens")  # padding, [UNK] and one word
         checks.at_least(1, "max_length")
         checks.one_of(pooling=POOLINGS)
+        sentiment_pretrained.check_config(checks, self)  # fine-tuning
 
 
 # ---- preprocessing ------------------------------------------------------------------------
@@ -142,7 +152,22 @@ class SentimentTask(Task):
         return sources.load("sentiment", config.data or "imdb", seed=config.seed,
                             max_examples=config.max_examples, evaluation=evaluation)
 
+    # fine-tuning: with `pretrained`, the hooks below hand over to tasks.sentiment_pretrained.
+    @property
+    def _pretrained(self):
+        if "_pretrained_support" not in self.__dict__:
+            self._pretrained_support = sentiment_pretrained.PretrainedSupport()
+        return self._pretrained_support
+
+    def load_preprocessor(self, config, assets_dir):
+        if config.pretrained:  # fine-tuning
+            return sentiment_pretrained.PretrainedSentimentPreprocessor.load(
+                assets_dir).track_assets(assets_dir)
+        return super().load_preprocessor(config, assets_dir)
+
     def fit_preprocessor(self, config, splits):
+        if config.pretrained:  # fine-tuning
+            return self._pretrained.fit_preprocessor(config, splits)
         vectorizer = WordVectorizer(max_tokens=config.max_tokens)
         texts = splits.train.map(lambda e: e["text"])
         # One streamed pass; vocab_max_examples bounds it for very large corpora.
@@ -171,11 +196,23 @@ class SentimentTask(Task):
         return ds.prefetch(tf.data.AUTOTUNE)
 
     def build_model(self, config, preprocessor):
+        if config.pretrained:  # fine-tuning
+            return self._pretrained.build_model(config, preprocessor)
         return build_sequence_classifier(
             preprocessor.vectorizer.vocabulary_size, len(preprocessor.class_names),
             embedding_dim=config.embedding_dim, units=config.units,
             num_layers=config.num_layers, cell=config.cell, dropout=config.dropout,
             recurrent_dropout=config.recurrent_dropout, pooling=config.pooling)
+
+    def make_optimizer(self, config, **kwargs):
+        if config.pretrained:  # fine-tuning: per-layer-group learning rates
+            return self._pretrained.optimizer(config, **kwargs)
+        return super().make_optimizer(config, **kwargs)
+
+    def training_callbacks(self, config, run_dir):
+        if config.pretrained:  # fine-tuning: gradual unfreezing
+            return self._pretrained.callbacks(config, run_dir)
+        return super().training_callbacks(config, run_dir)
 
     def compile_kwargs(self, config):
         return {"loss": "sparse_categorical_crossentropy",

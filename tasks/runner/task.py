@@ -179,6 +179,14 @@ class Task:
         temporary directory on multi-worker non-chief workers). Default: none."""
         return []
 
+    def make_optimizer(self, config, **kwargs):
+        """The optimizer ``train`` compiles with; ``kwargs``: the runner's Adam settings
+        (learning rate, clipping, EMA). Default: ``models.optimizers.Adam(**kwargs)``; a task
+        may return a subclass (e.g. per-layer learning rates when fine-tuning)."""
+        from models.optimizers import Adam
+
+        return Adam(**kwargs)
+
     def compile_kwargs(self, config) -> dict:
         """Must: ``loss`` and ``metrics`` for ``model.compile``; the runner adds the optimizer."""
         raise NotImplementedError

@@ -12,7 +12,7 @@ import warnings
 import keras
 import tensorflow as tf
 
-from models.optimizers import Adam
+from models.optimizers import Adam  # noqa: F401 (tests and tools reach it as training.Adam)
 from tasks.runner import callbacks as cb
 from tasks.runner import config as config_lib
 from tasks.runner import distributed, environment, plots
@@ -31,8 +31,8 @@ def compile_model(task, config, model, jit_compile="auto") -> None:
     if not 0.0 <= config.ema_momentum < 1.0:
         raise ValueError(f"ema_momentum must be in [0, 1), got {config.ema_momentum!r}")
     ema = {"use_ema": True, "ema_momentum": config.ema_momentum} if config.ema_momentum else {}
-    optimizer = Adam(learning_rate=config.learning_rate, clipnorm=config.clipnorm or None,
-                     **ema)
+    optimizer = task.make_optimizer(config, learning_rate=config.learning_rate,
+                                    clipnorm=config.clipnorm or None, **ema)
     model.compile(optimizer=optimizer, jit_compile=jit_compile, **task.compile_kwargs(config))
 
 
