@@ -1,6 +1,7 @@
 """The command line's handling of bad input (issue #16): one-line errors before any data
 loads, tracebacks for bugs, --output/--export-dir safety, predict inputs kept in order."""
 
+import argparse
 import io
 import json
 import os
@@ -255,13 +256,19 @@ def test_signature_flags_are_the_input_signature_names_of_every_registered_task(
             spec = inputs[input_name]
             assert action.option_strings == ["--" + input_name.replace("_", "-")]
             assert action.nargs == ("+" if spec.shape.rank else None)
+            if spec.dtype.is_bool:  # true/false (1/0): a Python bool, not a non-empty string
+                assert action.type("true") is True and action.type("0") is False, name
+                with pytest.raises(argparse.ArgumentTypeError):
+                    action.type("maybe")
+                continue
             kind = int if spec.dtype.is_integer else float if spec.dtype.is_floating else str
             assert action.type is kind, (name, input_name)
         derived_by_task[name] = set(derived)
     assert derived_by_task["char_generation"] == derived_by_task["music_generation"] == {
         "top_k", "top_p", "seed"}
-    assert derived_by_task["sentiment"] == derived_by_task["ner"] == \
-        derived_by_task["seq2seq"] == set()
+    assert derived_by_task["sentiment"] == derived_by_task["ner"] == set()
+    # translate_nbest's ranking settings (a float, a bool and a float scalar).
+    assert derived_by_task["seq2seq"] == {"length_penalty", "average", "coverage_penalty"}
 
 
 def test_signature_flags_follow_a_declared_serving_class_without_warmups():

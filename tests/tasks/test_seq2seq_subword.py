@@ -86,6 +86,7 @@ def check_run(task, run_dir, metrics, shared):
     assert [t.decode("utf-8") for t in pre.decode(ids.to_tensor(0)).numpy()] == texts
 
 
+@pytest.mark.slow  # ~90 s: export + both loaders in fresh processes (make test-slow)
 def test_subword_export_translates_raw_accented_text_in_a_fresh_process(task, subword_run,
                                                                         tmp_path):
     run_dir = subword_run[0]
