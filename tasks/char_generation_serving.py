@@ -11,18 +11,14 @@ characters (``truncated``, and ``num_scored`` counts what was scored); ``length`
 
 from __future__ import annotations
 
-import keras
 import tensorflow as tf
 
 from models.language_model import build_step_model, generate, sequence_log_probs
 from tasks.serving_limits import check_batch, check_sampling, keep_chars, valid_utf8
-
-_PROMPT = tf.TensorSpec([None], tf.string, name="prompt")
-_LENGTH = tf.TensorSpec([], tf.int32, name="length")
-_TEMPERATURE = tf.TensorSpec([], tf.float32, name="temperature")
+from tasks.text_sampling_serving import TextSamplingServing
 
 
-class CharGenerationServing(tf.Module):
+class CharGenerationServing(TextSamplingServing):
     """Signatures ``serving_default`` (prompt, length, temperature -> text), ``generate`` (also
     top_k, top_p, seed) and ``score`` (text -> log-probabilities).
 
@@ -49,10 +45,7 @@ class CharGenerationServing(tf.Module):
         for name in ("max_prompt_length", "max_score_length", "max_batch"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        self.top_k, self.top_p = int(config.top_k), float(config.top_p)
-        self.seed_generator = keras.random.SeedGenerator(config.seed)
-        # The tf.Variable under the Keras variable: tracked, so it is saved with the module.
-        self.seed_state = self.seed_generator.state.value
+        self.init_sampling(config)
 
     def _generate(self, prompt, length, temperature, top_k, top_p):
         prompt = valid_utf8(check_batch(prompt, self.max_batch, "prompt"))
@@ -72,20 +65,6 @@ class CharGenerationServing(tf.Module):
         return {"text": text, "generated": generated, "num_chars": num_chars,
                 "seen_in_training": self.preprocessor.seen_in_training(text),
                 "truncated": truncated}
-
-    @tf.function(input_signature=[_PROMPT, _LENGTH, _TEMPERATURE])
-    def serving_default(self, prompt, length, temperature):
-        return self._generate(prompt, length, temperature, self.top_k, self.top_p)
-
-    @tf.function(input_signature=[_PROMPT, _LENGTH, _TEMPERATURE,
-                                  tf.TensorSpec([], tf.int32, name="top_k"),
-                                  tf.TensorSpec([], tf.float32, name="top_p"),
-                                  tf.TensorSpec([], tf.int32, name="seed")])
-    def generate(self, prompt, length, temperature, top_k, top_p, seed):
-        # seed >= 0 restarts the sampler's stream (reproducible); -1 continues it.
-        state = tf.cast(tf.stack([seed, 0]), self.seed_state.dtype)
-        self.seed_state.assign(tf.where(seed >= 0, state, self.seed_state))
-        return self._generate(prompt, length, temperature, top_k, top_p)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
     def score(self, text):

@@ -16,7 +16,6 @@ prompt is still echoed in ``text``); ``score`` reads a text's first ``max_score_
 
 from __future__ import annotations
 
-import keras
 import tensorflow as tf
 
 from models.language_model import generate
@@ -30,15 +29,13 @@ from tasks.serving_limits import (
     keep_tokens,
     valid_utf8,
 )
+from tasks.text_sampling_serving import TextSamplingServing
 
-_PROMPT = tf.TensorSpec([None], tf.string, name="prompt")
-_LENGTH = tf.TensorSpec([], tf.int32, name="length")
-_TEMPERATURE = tf.TensorSpec([], tf.float32, name="temperature")
 #: How an out-of-vocabulary word is shown in ``score``'s ``tokens``.
 UNK = "<unk>"
 
 
-class LanguageModelServing(tf.Module):
+class LanguageModelServing(TextSamplingServing):
     """Signatures ``serving_default`` (prompt, length, temperature -> text), ``generate``
     (also top_k, top_p, seed) and ``score`` (text -> log_prob, perplexity, tokens).
 
@@ -66,9 +63,7 @@ class LanguageModelServing(tf.Module):
         self.max_prompt_tokens = int(config.max_prompt_tokens)
         self.max_score_tokens = int(config.max_score_tokens)
         self.max_batch = int(config.max_batch)
-        self.top_k, self.top_p = int(config.top_k), float(config.top_p)
-        self.seed_generator = keras.random.SeedGenerator(config.seed)
-        self.seed_state = self.seed_generator.state.value
+        self.init_sampling(config)
 
     def _sentence_ids(self, text, limit, last=False):
         """string [batch] -> (ragged word ids [batch, None] of at most ``limit`` words,
@@ -106,20 +101,6 @@ class LanguageModelServing(tf.Module):
                                 tf.where(spaced, " ", ""), generated])
         return {"text": text, "generated": generated, "num_words": num_words,
                 "truncated": truncated}
-
-    @tf.function(input_signature=[_PROMPT, _LENGTH, _TEMPERATURE])
-    def serving_default(self, prompt, length, temperature):
-        return self._generate(prompt, length, temperature, self.top_k, self.top_p)
-
-    @tf.function(input_signature=[_PROMPT, _LENGTH, _TEMPERATURE,
-                                  tf.TensorSpec([], tf.int32, name="top_k"),
-                                  tf.TensorSpec([], tf.float32, name="top_p"),
-                                  tf.TensorSpec([], tf.int32, name="seed")])
-    def generate(self, prompt, length, temperature, top_k, top_p, seed):
-        # seed >= 0 restarts the sampler's stream (reproducible); -1 continues it.
-        state = tf.cast(tf.stack([seed, 0]), self.seed_state.dtype)
-        self.seed_state.assign(tf.where(seed >= 0, state, self.seed_state))
-        return self._generate(prompt, length, temperature, top_k, top_p)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
     def score(self, text):
