@@ -6,6 +6,8 @@ STAMP := $(VENV)/.installed-$(shell cat setup.cfg pyproject.toml | sha1sum | cut
 export KERAS_BACKEND ?= tensorflow
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONUNBUFFERED := 1
+# make test: pytest-xdist workers, one test file per worker at a time (module fixtures train once).
+TEST_WORKERS ?= 2
 
 .PHONY: install demo test test-slow lint bench clean
 
@@ -21,7 +23,7 @@ demo: install
 	$(BIN)/python -m tasks.demo
 
 test: install
-	$(BIN)/python -m pytest -q --timeout=900
+	$(BIN)/python -m pytest -q --timeout=900 -n $(TEST_WORKERS) --dist loadfile
 
 test-slow: install
 	$(BIN)/python -m pytest -q -m slow

@@ -223,6 +223,7 @@ def test_bad_sampling_flags(run, capsys):
     assert "--top-p" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # ~20 s; the default run fuzzes the sentiment export (test_export)
 def test_export_survives_fuzzed_requests_in_a_fresh_process(run, tmp_path, monkeypatch):
     # 1 MB prompts and texts answered (cut, flagged) within 1.5 GB RSS; NaN/inf/out-of-range
     # sampling parameters refused with a message naming them.

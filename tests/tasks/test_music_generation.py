@@ -206,6 +206,7 @@ def test_bad_flags(run, capsys):
     assert "nonexistent" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # ~20 s; the default run fuzzes the sentiment export (test_export)
 def test_export_survives_fuzzed_requests_in_a_fresh_process(run, tmp_path, monkeypatch):
     skip_export_revalidation(monkeypatch)
     target = export_lib.export(mg.MusicGenerationTask(), run[0], str(tmp_path / "export"))

@@ -172,6 +172,7 @@ def test_export_serves_raw_sentences_in_a_fresh_process(task, trained, tmp_path,
         "tags"].numpy().tolist()
 
 
+@pytest.mark.slow  # ~20 s; the default run fuzzes the sentiment export (test_export)
 def test_export_survives_fuzzed_requests_in_a_fresh_process(task, trained, tmp_path, monkeypatch):
     # Empty, blank, 1 MB, NUL, invalid UTF-8, batch 0 and 1000: answered within 1.5 GB RSS.
     skip_export_revalidation(monkeypatch)

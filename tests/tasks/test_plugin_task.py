@@ -106,6 +106,7 @@ def test_train_evaluate_predict_tune_export(plugin, tmp_path, capsys):
     assert loaded.signature_names() == ["serving_default"]
 
 
+@pytest.mark.slow  # ~30 s; the default run keeps the plug-in train..export test
 def test_the_demo_runs_the_plugin(plugin, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)  # the demo exports into ./saved_models/<task>
     assert demo.main(["--tasks", "pos", "--runs-dir", str(tmp_path / "runs")]) == 0

@@ -279,6 +279,7 @@ def test_mixed_precision_training(task, csv_path, tmp_path, mode):
     assert out["probabilities"].dtype == tf.float32
 
 
+@pytest.mark.slow  # ~27 s; test_distributed runs mirrored from the CLI by default
 def test_mirrored_strategy_on_two_logical_cpus(csv_path, tmp_path):
     script = f"""
 import tensorflow as tf

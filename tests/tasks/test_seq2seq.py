@@ -175,6 +175,7 @@ def test_tune_two_trials_one_epoch(task, tmp_path):
     assert os.path.exists(tmp_path / "tune" / "best.json")
 
 
+@pytest.mark.slow  # ~35 s; the default run fuzzes the sentiment export (test_export)
 def test_export_survives_fuzzed_requests_in_a_fresh_process(task, trained_run, tmp_path,
                                                             monkeypatch):
     # A 1 MB text is read up to max_source_length (500) characters: answered, flagged,

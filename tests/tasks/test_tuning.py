@@ -38,6 +38,7 @@ class RecordingTask(sentiment.SentimentTask):
         return evaluate
 
 
+@pytest.mark.slow  # ~50 s; tuner round trips stay in test_runner, test_distributed
 def test_trials_use_their_own_data_settings_and_resume(tmp_path):
     task = RecordingTask()
     config = config_lib.override(sentiment.SentimentConfig(), TINY)
