@@ -101,8 +101,9 @@ def model_rows(task, name: str, config, seconds: float, eval_examples: int, k: i
     pairs = list(held.take(num_samples).as_numpy_iterator())
     last = model.get_weights()
     if pairs:  # the last weights' beam output, what the export would serve
-        hyps = task.serving_module(config, model, pre).serving_default(
-            tf.constant([p["source"] for p in pairs]))["translation"].numpy()
+        serving = task.serving_module(config, model, pre)  # held: its tf.function binds weakly
+        hyps = serving.serving_default(tf.constant([p["source"] for p in pairs]))[
+            "translation"].numpy()
         out[f"{name}_samples"] = [
             {"source": p["source"].decode("utf-8"), "reference": p["target"].decode("utf-8"),
              "hypothesis": h.decode("utf-8")} for p, h in zip(pairs, hyps)]

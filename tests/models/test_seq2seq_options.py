@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from models.seq2seq import build_inference_models, build_seq2seq_model, decode
 from models.word_language_model import WordEmbedding
-from tests.models.test_seq2seq import END, START, SRC_VOCAB, TGT_VOCAB, _batch, _log_softmax
+from tests.models.test_seq2seq import END, SRC_VOCAB, START, TGT_VOCAB, _batch, _log_softmax
 from tests.testing import keras_roundtrip, mixed_precision_policy, to_numpy
 
 
