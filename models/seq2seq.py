@@ -88,6 +88,7 @@ def build_seq2seq_model(
     dropout: float = 0.0,
     tie_embeddings: bool = False,
     encoder_residual: bool = False,
+    share_embeddings: bool = False,
     name: str = "seq2seq",
 ) -> keras.Model:
     """Builds the teacher-forced training model.
@@ -110,6 +111,10 @@ def build_seq2seq_model(
             there is no ``logits`` layer.
         encoder_residual: every encoder layer after the first adds its input sequence to its
             output (GNMT-style residual; needs ``encoder_layers >= 2`` to matter).
+        share_embeddings: the source ids are embedded by the target embedding layer (one
+            vocabulary for both sides, e.g. a shared subword model: the vocabulary sizes must
+            be equal); there is no ``source_embedding`` layer. With ``tie_embeddings`` the
+            one matrix embeds both sides and makes the output layer.
         name: model name.
 
     Returns:
@@ -133,16 +138,24 @@ def build_seq2seq_model(
         _check_positive("attention_units", attention_units)
     if not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
         raise ValueError(f"dropout must be in [0, 1); got {dropout!r}")
-    for key, value in (("tie_embeddings", tie_embeddings), ("encoder_residual", encoder_residual)):
+    for key, value in (("tie_embeddings", tie_embeddings), ("encoder_residual", encoder_residual),
+                       ("share_embeddings", share_embeddings)):
         if not isinstance(value, bool):
             raise ValueError(f"{key} must be a bool; got {value!r}")
+    if share_embeddings and source_vocab_size != target_vocab_size:
+        raise ValueError(
+            "share_embeddings needs one vocabulary for both sides; got source_vocab_size="
+            f"{source_vocab_size} != target_vocab_size={target_vocab_size}")
 
     source = keras.Input(shape=(None,), dtype="int32", name="source_ids")
     target = keras.Input(shape=(None,), dtype="int32", name="target_ids")
     source_mask = ops.not_equal(source, 0)
 
-    x = keras.layers.Embedding(source_vocab_size, embedding_dim, mask_zero=True,
-                               name="source_embedding")(source)
+    # share_embeddings: one vocabulary (a shared subword model), one matrix for both sides.
+    target_embedding = (_target_embedding(target_vocab_size, embedding_dim, tie_embeddings)
+                        if share_embeddings else None)
+    x = target_embedding(source) if share_embeddings else keras.layers.Embedding(
+        source_vocab_size, embedding_dim, mask_zero=True, name="source_embedding")(source)
     x = keras.layers.Dropout(dropout, name="source_dropout")(x)
     encoded = _encoder_layer(cell, units, encoder_layers, dropout, encoder_residual)(x)
     encoder_outputs, final_states = encoded[0], list(encoded[1:])
@@ -153,12 +166,9 @@ def build_seq2seq_model(
         for layer in range(decoder_layers)
     ]
 
-    if tie_embeddings:  # one layer: the lookup here, the transposed matrix in the output head
-        target_embedding = WordEmbedding(target_vocab_size, embedding_dim, tie_weights=True,
-                                         name="target_embedding")
-    else:
-        target_embedding = keras.layers.Embedding(target_vocab_size, embedding_dim,
-                                                  mask_zero=True, name="target_embedding")
+    # Tied: one layer, the lookup here and the transposed matrix in the output head.
+    if target_embedding is None:
+        target_embedding = _target_embedding(target_vocab_size, embedding_dim, tie_embeddings)
     y = target_embedding(target)
     y = keras.layers.Dropout(dropout, name="target_dropout")(y)
     for layer in range(decoder_layers):
@@ -171,6 +181,13 @@ def build_seq2seq_model(
     logits = _output_head(y, context, target_vocab_size, dropout,
                           target_embedding if tie_embeddings else None)
     return keras.Model([source, target], logits, name=name)
+
+
+def _target_embedding(vocab_size, embedding_dim, tied):
+    if tied:  # also the output layer (reverse call): WordEmbedding holds the output bias
+        return WordEmbedding(vocab_size, embedding_dim, tie_weights=True, name="target_embedding")
+    return keras.layers.Embedding(vocab_size, embedding_dim, mask_zero=True,
+                                  name="target_embedding")
 
 
 def _output_head(decoder_outputs, context, vocab_size, dropout, tied=None):

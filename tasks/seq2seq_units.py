@@ -27,6 +27,9 @@ def check_config(config, checks) -> None:
     # num_layers is the encoder's depth: a residual needs a second layer to add its input to.
     checks.require("encoder_residual", not config.encoder_residual or config.num_layers >= 2,
                    "true only with num_layers >= 2 (the first encoder layer has no residual)")
+    checks.require("share_embeddings", not config.share_embeddings or (
+        config.unit == "subword" and config.shared_vocab),
+        "true only with unit=subword and shared_vocab=true (one vocabulary for both sides)")
 
 
 def fit_subword(config, train: tf.data.Dataset):

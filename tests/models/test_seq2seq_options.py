@@ -95,9 +95,32 @@ def test_tied_mixed_precision_keeps_float32_logits():
     assert np.all(np.isfinite(to_numpy(logits)))
 
 
+@pytest.mark.parametrize("tie", [False, True])
+def test_shared_embeddings_one_matrix_for_both_sides(tie, tmp_path):
+    model = build_seq2seq_model(SRC_VOCAB, SRC_VOCAB, embedding_dim=6, units=8,
+                                share_embeddings=True, tie_embeddings=tie)
+    names = {layer.name for layer in model.layers}
+    assert "source_embedding" not in names and "target_embedding" in names
+    matrices = [w for w in model.weights if tuple(w.shape) == (SRC_VOCAB, 6)]
+    assert len(matrices) == 1
+    source, target = _batch(seed=4)
+    loaded = keras_roundtrip(model, tmp_path)
+    np.testing.assert_allclose(to_numpy(loaded([source, target])),
+                               to_numpy(model([source, target])), atol=0)
+    _assert_step_matches_training(loaded, source, target)
+    # The encoder reads the shared matrix: moving a source token's row moves the encoding.
+    encoder, _ = build_inference_models(loaded)
+    before = to_numpy(encoder(source)[0])
+    matrix = [w for w in loaded.weights if tuple(w.shape) == (SRC_VOCAB, 6)][0]
+    matrix.assign(to_numpy(matrix) + (np.arange(SRC_VOCAB)[:, None] == source[0, 0]).astype(
+        "float32"))
+    assert not np.allclose(to_numpy(encoder(source)[0])[0], before[0])
+
+
 @pytest.mark.parametrize("kwargs, match", [
     (dict(tie_embeddings="yes"), "tie_embeddings must be a bool; got 'yes'"),
     (dict(encoder_residual=1), "encoder_residual must be a bool; got 1"),
+    (dict(share_embeddings=True), "share_embeddings needs one vocabulary .*15 != .*12"),
 ])
 def test_bad_option_types(kwargs, match):
     with pytest.raises(ValueError, match=match):

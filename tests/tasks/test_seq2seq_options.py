@@ -33,6 +33,25 @@ def test_options_are_config_fields_checked_before_any_data_loads():
     assert s2s.Seq2SeqConfig().encoder_residual is False
     with pytest.raises(config_lib.ConfigError, match="encoder_residual=True .*num_layers >= 2"):
         config_lib.override(s2s.Seq2SeqConfig(), {"encoder_residual": True}, validate=True)
+    with pytest.raises(config_lib.ConfigError, match="share_embeddings=True .*shared_vocab=true"):
+        config_lib.override(s2s.Seq2SeqConfig(), {"unit": "subword", "share_embeddings": True},
+                            validate=True)
+
+
+def test_shared_subword_vocabulary_shares_one_embedding_matrix(task, tmp_path):
+    pytest.importorskip("tensorflow_text")
+    pytest.importorskip("sentencepiece")
+    from tests.tasks.test_seq2seq_subword import write_pairs
+
+    config = config_lib.override(s2s.Seq2SeqConfig(), {
+        **OPTIONS, "data": write_pairs(tmp_path / "pairs.tsv"), "unit": "subword",
+        "vocab_size": 320, "shared_vocab": True, "share_embeddings": True}, validate=True)
+    pre = task.fit_preprocessor(config, task.load_splits(config))
+    model = task.build_model(config, pre)
+    names = {layer.name for layer in model.layers}
+    assert "source_embedding" not in names and "output_projection" in names
+    size = pre.target_vocab.vocabulary_size
+    assert len([w for w in model.weights if tuple(w.shape) == (size, 6)]) == 1
 
 
 def test_untrained_model_ends_each_sentence_by_its_own_cap(task):
