@@ -5,7 +5,9 @@
     (source_ids [batch, src_time] int, target_ids [batch, tgt_time] int)
         -> logits [batch, tgt_time, target_vocab] float32
 
-* encoder: Embedding(mask_zero) -> StackedBidirectional(return_sequences, return_state);
+* encoder: Embedding(mask_zero) -> StackedBidirectional(return_sequences, return_state), with
+  ``encoder_residual`` each layer after the first adding its input (both ``2 * units`` wide);
+  ``share_embeddings`` embeds the source with the target's embedding layer (one vocabulary);
 * bridge: one ``Dense(units, tanh)`` per decoder state and decoder layer, from the
   concatenation of the encoder's final forward/backward states;
 * decoder: ``decoder_layers`` recurrent layers (lstm | peephole_lstm | gru | simple_rnn) whose
@@ -23,7 +25,8 @@
 Token id 0 is padding in both vocabularies. :func:`build_inference_models` rebuilds, from a
 training model (fresh or loaded from ``.keras``), an encoder model and a one-step decoder that
 call the very same layer objects, so they share weights and match the training logits.
-:func:`decode` runs greedy or beam search (``models.decoding.beam_search``) with them.
+:func:`decode` runs greedy or beam search (``models.decoding.beam_search``) with them, each
+sentence optionally capped at its own length (``max_lengths``).
 """
 
 from __future__ import annotations
