@@ -20,8 +20,13 @@
    outputs (ties aside, the two implement the same search).
 
 4. ``--budget SECONDS``: only the side-by-side translation rows of :mod:`bench.seq2seq_rows`
-   (word vs subword, greedy vs beam, last vs averaged weights, cased text), with the issue's
-   goals stated beside the measured values.
+   on cased text: the baseline (word units, default model, 30% of the budget) vs the strongest
+   configuration (subword + tied decoder embeddings + 2-layer residual encoder, the rest),
+   each greedy vs beam and last vs averaged weights, a few sample translations, and the
+   issue's goals stated met/false beside the measured values. Wall time ~ the budget:
+
+       python -m bench.seq2seq --budget 1700     # ~28-31 min on 2 cores (the lead's run)
+       python -m bench.seq2seq --budget 150 --pairs-train 4000 --pairs-eval 100  # smoke, ~3 min
 
 Figures are taken side by side in one run; the machine may be shared, so compare ratios. The last
 stdout line is one JSON object.
@@ -225,9 +230,11 @@ def main(argv=None) -> int:
     parser.add_argument("--speed-batch", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--budget", type=float, default=0,
-                        help="> 0: only the translation rows (word vs subword, greedy vs beam, "
-                             "last vs averaged weights) within this many seconds in all")
+                        help="> 0: only the translation rows (baseline word vs strongest subword "
+                             "model, greedy vs beam, last vs averaged) within this many seconds")
     parser.add_argument("--average", type=int, default=3, help="weight snapshots averaged")
+    parser.add_argument("--samples", type=int, default=5,
+                        help="--budget: sample translations in the JSON (per model)")
     args = parser.parse_args(argv)
     if args.budget > 0:
         return rows_main(args)
@@ -279,7 +286,8 @@ def rows_main(args) -> int:
               round(os.getloadavg()[0], 2), "pairs_train": args.pairs_train, "goal_values": GOALS,
               "dates_exact_match": "not measured with --budget (run without it)"}
     result.update(translation_rows(s2s.Seq2SeqTask(), base, os.path.abspath(args.pairs),
-                                   args.budget, args.pairs_eval, args.average, log))
+                                   args.budget, args.pairs_eval, args.average, log,
+                                   num_samples=args.samples))
     result["load_avg_end"] = round(os.getloadavg()[0], 2)
     print(json.dumps(result, sort_keys=True, default=str))
     return 0

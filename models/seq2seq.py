@@ -5,21 +5,28 @@
     (source_ids [batch, src_time] int, target_ids [batch, tgt_time] int)
         -> logits [batch, tgt_time, target_vocab] float32
 
-* encoder: Embedding(mask_zero) -> StackedBidirectional(return_sequences, return_state);
+* encoder: Embedding(mask_zero) -> StackedBidirectional(return_sequences, return_state), with
+  ``encoder_residual`` each layer after the first adding its input (both ``2 * units`` wide);
+  ``share_embeddings`` embeds the source with the target's embedding layer (one vocabulary);
 * bridge: one ``Dense(units, tanh)`` per decoder state and decoder layer, from the
   concatenation of the encoder's final forward/backward states;
 * decoder: ``decoder_layers`` recurrent layers (lstm | peephole_lstm | gru | simple_rnn) whose
   initial states come from the bridge;
 * attention (``bahdanau`` additive or ``luong`` multiplicative) with the top decoder output as
   query, over the encoder outputs with padded source positions masked;
-* output: Dense(vocab, float32) on ``[h; context]``. Luong's extra ``tanh(W_c [h; context])``
+* output: Dense(vocab, float32) on ``[h; context]``; with ``tie_embeddings`` a
+  ``Dense(embedding_dim)`` (``output_projection``) on ``[h; context]``, then the transposed target
+  embedding matrix plus a bias (Press & Wolf, 2017), through the one
+  :class:`~models.word_language_model.WordEmbedding` that also embeds the decoder input, so the
+  tie survives ``.keras`` round trips by construction. Luong's extra ``tanh(W_c [h; context])``
   layer was dropped: with it, word-level models sat on the unigram plateau (always "[END]") for
   ~1,000 steps (loss 4.93 vs 4.09 after 500 steps on English->Spanish, same seed).
 
 Token id 0 is padding in both vocabularies. :func:`build_inference_models` rebuilds, from a
 training model (fresh or loaded from ``.keras``), an encoder model and a one-step decoder that
 call the very same layer objects, so they share weights and match the training logits.
-:func:`decode` runs greedy or beam search (``models.decoding.beam_search``) with them.
+:func:`decode` runs greedy or beam search (``models.decoding.beam_search``) with them, each
+sentence optionally capped at its own length (``max_lengths``).
 """
 
 from __future__ import annotations
@@ -31,8 +38,10 @@ from models.decoding import beam_search as search
 from models.layers.attention import get_attention
 from models.layers.peephole_lstm import PeepholeLSTM
 from models.layers.stacked import StackedBidirectional
+from models.word_language_model import WordEmbedding
 
 CELLS = ("lstm", "peephole_lstm", "gru", "simple_rnn")
+OUTPUT_PROJECTION = "output_projection"
 ATTENTIONS = ("bahdanau", "luong", "luong_dot")
 
 
@@ -48,11 +57,12 @@ def num_cell_states(cell: str) -> int:
     return 2 if cell in ("lstm", "peephole_lstm") else 1
 
 
-def _encoder_layer(cell, units, num_layers, dropout):
+def _encoder_layer(cell, units, num_layers, dropout, residual=False):
     # return_state=True: the TOP layer's final [fw_h, (fw_c,) bw_h, (bw_c)] after the outputs.
+    # residual: layers 1.. add their input (2 * units wide, like their concat output).
     return StackedBidirectional(
         units, num_layers=num_layers, cell=cell, merge_mode="concat", dropout=dropout,
-        return_sequences=True, return_state=True, name="encoder")
+        residual=residual, return_sequences=True, return_state=True, name="encoder")
 
 
 def _decoder_rnn(cell, units, name):
@@ -79,6 +89,9 @@ def build_seq2seq_model(
     attention: str = "luong",
     attention_units: int | None = None,
     dropout: float = 0.0,
+    tie_embeddings: bool = False,
+    encoder_residual: bool = False,
+    share_embeddings: bool = False,
     name: str = "seq2seq",
 ) -> keras.Model:
     """Builds the teacher-forced training model.
@@ -95,6 +108,16 @@ def build_seq2seq_model(
             decoder size to equal the encoder output size, i.e. never with concat: rejected).
         attention_units: hidden size of the additive score; default ``units``.
         dropout: rate on embeddings, between decoder layers and on ``[h; context]``.
+        tie_embeddings: the output layer reuses the target embedding matrix (transposed, plus
+            an output bias) after a ``Dense(embedding_dim)`` projection of ``[h; context]``;
+            the target embedding is then a ``WordEmbedding`` (layer ``target_embedding``) and
+            there is no ``logits`` layer.
+        encoder_residual: every encoder layer after the first adds its input sequence to its
+            output (GNMT-style residual; needs ``encoder_layers >= 2`` to matter).
+        share_embeddings: the source ids are embedded by the target embedding layer (one
+            vocabulary for both sides, e.g. a shared subword model: the vocabulary sizes must
+            be equal); there is no ``source_embedding`` layer. With ``tie_embeddings`` the
+            one matrix embeds both sides and makes the output layer.
         name: model name.
 
     Returns:
@@ -118,15 +141,26 @@ def build_seq2seq_model(
         _check_positive("attention_units", attention_units)
     if not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
         raise ValueError(f"dropout must be in [0, 1); got {dropout!r}")
+    for key, value in (("tie_embeddings", tie_embeddings), ("encoder_residual", encoder_residual),
+                       ("share_embeddings", share_embeddings)):
+        if not isinstance(value, bool):
+            raise ValueError(f"{key} must be a bool; got {value!r}")
+    if share_embeddings and source_vocab_size != target_vocab_size:
+        raise ValueError(
+            "share_embeddings needs one vocabulary for both sides; got source_vocab_size="
+            f"{source_vocab_size} != target_vocab_size={target_vocab_size}")
 
     source = keras.Input(shape=(None,), dtype="int32", name="source_ids")
     target = keras.Input(shape=(None,), dtype="int32", name="target_ids")
     source_mask = ops.not_equal(source, 0)
 
-    x = keras.layers.Embedding(source_vocab_size, embedding_dim, mask_zero=True,
-                               name="source_embedding")(source)
+    # share_embeddings: one vocabulary (a shared subword model), one matrix for both sides.
+    target_embedding = (_target_embedding(target_vocab_size, embedding_dim, tie_embeddings)
+                        if share_embeddings else None)
+    x = target_embedding(source) if share_embeddings else keras.layers.Embedding(
+        source_vocab_size, embedding_dim, mask_zero=True, name="source_embedding")(source)
     x = keras.layers.Dropout(dropout, name="source_dropout")(x)
-    encoded = _encoder_layer(cell, units, encoder_layers, dropout)(x)
+    encoded = _encoder_layer(cell, units, encoder_layers, dropout, encoder_residual)(x)
     encoder_outputs, final_states = encoded[0], list(encoded[1:])
     bridge_input = keras.layers.Concatenate(name="bridge_input")(final_states)
     initial_states = [
@@ -135,8 +169,10 @@ def build_seq2seq_model(
         for layer in range(decoder_layers)
     ]
 
-    y = keras.layers.Embedding(target_vocab_size, embedding_dim, mask_zero=True,
-                               name="target_embedding")(target)
+    # Tied: one layer, the lookup here and the transposed matrix in the output head.
+    if target_embedding is None:
+        target_embedding = _target_embedding(target_vocab_size, embedding_dim, tie_embeddings)
+    y = target_embedding(target)
     y = keras.layers.Dropout(dropout, name="target_dropout")(y)
     for layer in range(decoder_layers):
         y = _decoder_rnn(cell, units, f"decoder_rnn_{layer}")(
@@ -145,16 +181,40 @@ def build_seq2seq_model(
             y = keras.layers.Dropout(dropout, name=f"decoder_dropout_{layer}")(y)
     attention_layer = get_attention(attention, attention_units or units, name="attention")
     context = attention_layer([y, encoder_outputs], value_mask=source_mask)[0]
-    logits = _output_head(y, context, target_vocab_size, dropout)
+    logits = _output_head(y, context, target_vocab_size, dropout,
+                          target_embedding if tie_embeddings else None)
     return keras.Model([source, target], logits, name=name)
 
 
-def _output_head(decoder_outputs, context, vocab_size, dropout):
-    """float32 logits from ``[h; context]``."""
+def _target_embedding(vocab_size, embedding_dim, tied):
+    if tied:  # also the output layer (reverse call): WordEmbedding holds the output bias
+        return WordEmbedding(vocab_size, embedding_dim, tie_weights=True, name="target_embedding")
+    return keras.layers.Embedding(vocab_size, embedding_dim, mask_zero=True,
+                                  name="target_embedding")
+
+
+def _output_head(decoder_outputs, context, vocab_size, dropout, tied=None):
+    """float32 logits from ``[h; context]`` (through ``tied``'s matrix when given)."""
     h = keras.layers.Concatenate(name="attention_concat")([decoder_outputs, context])
     h = keras.layers.Dropout(dropout, name="output_dropout")(h)
+    if tied is not None:
+        # [h; context] is units + 2 * units wide: projected to embedding_dim, then the
+        # reverse call reads the float32 matrix unrounded and returns float32 logits.
+        h = keras.layers.Dense(tied.embedding_dim, name=OUTPUT_PROJECTION)(h)
+        return tied(h, reverse=True)
     # float32 logits under mixed precision: the softmax / loss / beam scores need the range.
     return keras.layers.Dense(vocab_size, dtype="float32", name="logits")(h)
+
+
+def output_layer(model: keras.Model):
+    """``[h; context]`` [..., units + 2 * units] -> float32 logits [..., vocab], with
+    ``model``'s own layers (``logits``, or ``output_projection`` + the tied embedding)."""
+    names = {layer.name for layer in model.layers}
+    if OUTPUT_PROJECTION not in names:
+        return model.get_layer("logits")
+    projection, embedding = model.get_layer(OUTPUT_PROJECTION), model.get_layer(
+        "target_embedding")
+    return lambda h: embedding(projection(h), reverse=True)
 
 
 def _decoder_layer_count(model):
@@ -202,7 +262,7 @@ def build_inference_models(model: keras.Model):
     embedding = layer("target_embedding")
     cells = [layer(f"decoder_rnn_{i}").cell for i in range(n_layers)]
     attention, concat = layer("attention"), layer("attention_concat")
-    project = layer("logits")
+    project = output_layer(model)
 
     def step_decoder(previous_ids, states, context):
         memory, memory_mask = context
@@ -225,7 +285,8 @@ def build_inference_models(model: keras.Model):
 def decode(encoder: keras.Model, step_decoder, source_ids, *, start_token: int,
            end_token: int, max_length: int, method: str = "beam", beam_width: int = 4,
            length_penalty: float = 0.0, keep_greedy: bool = True,
-           forbidden_tokens=(0,), average=False, coverage_penalty=0.0) -> dict:
+           forbidden_tokens=(0,), average=False, coverage_penalty=0.0,
+           max_lengths=None) -> dict:
     """Greedy or beam decoding (or both) of a batch of source id sequences.
 
     Args:
@@ -242,6 +303,8 @@ def decode(encoder: keras.Model, step_decoder, source_ids, *, start_token: int,
         forbidden_tokens: ids never generated (default padding; subword units add [UNK]).
         average, coverage_penalty: length normalisation and GNMT coverage penalty of
             :func:`models.decoding.beam_search.beam_search` (python values or scalar tensors).
+        max_lengths: optional int [batch]: example i's output ends by ``max_lengths[i]``
+            tokens (END forced there; each <= ``max_length``, which sizes the buffers).
 
     Returns:
         The dict of :func:`models.decoding.beam_search.greedy_decode` / ``beam_search``: ``tokens``
@@ -254,7 +317,7 @@ def decode(encoder: keras.Model, step_decoder, source_ids, *, start_token: int,
     encoded = encoder(source_ids, training=False)
     context, states = (encoded[0], encoded[1]), list(encoded[2:])
     common = dict(start_token=start_token, end_token=end_token, max_length=max_length,
-                  length_penalty=length_penalty, average=average)
+                  length_penalty=length_penalty, average=average, max_lengths=max_lengths)
     # Padding is never a real output token (the loss masks it), yet an under-trained model
     # may give it mass: forbid it during the search.
     step_fn = search.forbid_tokens(step_decoder, forbidden_tokens)

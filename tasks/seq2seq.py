@@ -71,6 +71,9 @@ class Seq2SeqConfig(TaskConfig):
     label_smoothing: float = 0.0   # eps of models.losses.SparseSmoothedCrossentropy
     average_last: int = 0          # >= 2: final model = mean of the last K epochs' weights
     batch_tokens: int = 0          # > 0: batches of <= this many tokens (rows x padded length)
+    tie_embeddings: bool = False   # output layer = target embedding^T after a projection
+    encoder_residual: bool = False  # encoder layers 2..num_layers add their input (>= 2 layers)
+    share_embeddings: bool = False  # subword + shared_vocab: one embedding matrix, both sides
 
     def check(self, checks):
         super().check(checks)
@@ -237,7 +240,9 @@ class Seq2SeqTask(Task):
             preprocessor.source_vocab.vocabulary_size, preprocessor.target_vocab.vocabulary_size,
             embedding_dim=config.embedding_dim, units=config.units,
             encoder_layers=config.num_layers, decoder_layers=config.decoder_layers,
-            cell=config.cell, attention=config.attention, dropout=config.dropout)
+            cell=config.cell, attention=config.attention, dropout=config.dropout,
+            tie_embeddings=config.tie_embeddings, encoder_residual=config.encoder_residual,
+            share_embeddings=config.share_embeddings)
 
     def training_callbacks(self, config, run_dir):
         if config.average_last < 2:

@@ -4,9 +4,10 @@ Request limits (:mod:`tasks.serving_limits`, values from the task config): at mo
 ``max_batch`` texts (else ``InvalidArgumentError`` naming ``text``); the encoder reads a text's
 first ``max_source_length`` tokens (characters or words; ``truncated`` says it was cut, and
 ``attention`` is at most that wide; a word-level text is first cut to ``CHARS_PER_WORD`` (32)
-characters per allowed word); the output is at most ``2 * L + 10`` tokens, ``L`` the longest
-source of the batch in tokens, and never more than :func:`max_decode_length` (the config's
-``max_decode_length``, else 2 x the longest training target + 10).
+characters per allowed word); each text's output is at most ``2 * L + 10`` tokens, ``L`` *that
+text's* source length in tokens (END is forced there, in greedy and beam search alike), and never
+more than :func:`max_decode_length` (the config's ``max_decode_length``, else 2 x the longest
+training target + 10); the output tensors are as long as the batch's longest cap.
 """
 
 from __future__ import annotations
@@ -33,6 +34,18 @@ def source_decode_length(source_lengths, cap: int):
     longest = tf.cast(tf.reduce_max(tf.concat([[0], tf.cast(source_lengths, tf.int64)], 0)),
                       tf.int32)
     return tf.minimum(tf.constant(cap, tf.int32), 2 * longest + 10)
+
+
+def source_decode_lengths(source_ids, cap: int):
+    """Per-text output limits ``min(cap, 2 * L_i + 10)``, int32 [batch].
+
+    Args:
+        source_ids: int [batch, time] 0-padded source ids (after truncation; 0 is never a
+            real token, so the nonzero count is the length).
+        cap: the config's limit (:func:`max_decode_length`).
+    """
+    lengths = tf.reduce_sum(tf.cast(tf.not_equal(source_ids, 0), tf.int32), axis=1)
+    return tf.minimum(tf.constant(cap, tf.int32), 2 * lengths + 10)
 
 
 class Seq2SeqServing(tf.Module):
@@ -74,7 +87,7 @@ class Seq2SeqServing(tf.Module):
 
     def _source(self, text):
         """string [batch] -> (source ids int32 [max(batch, 1), >= 1] 0-padded, truncated bool
-        [batch], batch, the batch's output limit)."""
+        [batch], batch, the batch's output limit, per-row limits int32 [max(batch, 1)])."""
         text = valid_utf8(check_batch(text, self.max_batch, "text"))
         # Characters first (the vectorizer of words pads a dense [batch, longest] tensor).
         per_token = 1 if self.preprocessor.unit == "char" else CHARS_PER_WORD
@@ -89,13 +102,15 @@ class Seq2SeqServing(tf.Module):
         source = tf.pad(source, [[0, tf.maximum(0, 1 - batch)],
                                  [0, tf.maximum(0, 1 - tf.shape(source)[1])]])
         limit = source_decode_length(ragged.row_lengths(), self.options["max_length"])
-        return source, truncated, batch, limit
+        return source, truncated, batch, limit, source_decode_lengths(
+            source, self.options["max_length"])
 
     def decode_text(self, text, method):
         """string [batch] -> the output dict (``method`` "both": {"greedy": .., "beam": ..})."""
-        source, truncated, batch, limit = self._source(text)
+        source, truncated, batch, limit, row_limits = self._source(text)
         result = decode(self.encoder, self._step, source, method=method,
-                        beam_width=self.beam_width, **{**self.options, "max_length": limit})
+                        beam_width=self.beam_width, max_lengths=row_limits,
+                        **{**self.options, "max_length": limit})
         if method == "both":
             return {k: self._outputs(source, v, truncated, batch) for k, v in result.items()}
         return self._outputs(source, result, truncated, batch)
@@ -147,10 +162,10 @@ def nbest(module: Seq2SeqServing, text, length_penalty, average, coverage_penalt
             tf.debugging.assert_non_negative(coverage_penalty, message="coverage_penalty < 0")]):
         length_penalty, coverage_penalty = tf.identity(length_penalty), tf.identity(
             coverage_penalty)
-    source, truncated, batch, limit = module._source(text)
+    source, truncated, batch, limit, row_limits = module._source(text)
     result = decode(module.encoder, module._step, source, method="beam",
                     beam_width=module.beam_width, keep_greedy=False, average=average,
-                    coverage_penalty=coverage_penalty,
+                    coverage_penalty=coverage_penalty, max_lengths=row_limits,
                     **{**module.options, "max_length": limit, "length_penalty": length_penalty})
     ranking = result["beam_ranking_scores"]                                      # [b, k]
     # The search keeps its beam sorted; sorting again makes the contract hold by construction.

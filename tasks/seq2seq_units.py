@@ -19,10 +19,17 @@ SUBWORD_FILE = "subword.json"
 
 
 def check_config(config, checks) -> None:
-    """Adds the subword settings' problems to ``checks`` (``Seq2SeqConfig.check``)."""
+    """Adds the subword and model-shape settings' problems to ``checks``
+    (``Seq2SeqConfig.check``; kept here so tasks/seq2seq.py stays the task's outline)."""
     checks.one_of(subword_model=MODEL_TYPES)
     if config.unit == "subword":
         checks.at_least(MIN_VOCAB_SIZE, "vocab_size")
+    # num_layers is the encoder's depth: a residual needs a second layer to add its input to.
+    checks.require("encoder_residual", not config.encoder_residual or config.num_layers >= 2,
+                   "true only with num_layers >= 2 (the first encoder layer has no residual)")
+    checks.require("share_embeddings", not config.share_embeddings or (
+        config.unit == "subword" and config.shared_vocab),
+        "true only with unit=subword and shared_vocab=true (one vocabulary for both sides)")
 
 
 def fit_subword(config, train: tf.data.Dataset):

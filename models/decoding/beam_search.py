@@ -18,6 +18,9 @@ penalty ``((5 + length) / 6) ** alpha`` (``alpha = length_penalty``; 0 leaves sc
 with ``average=True`` by ``length ** alpha`` (alpha 1: the average log-probability per token).
 ``length_penalty`` and ``average`` may be scalar tensors, so a serving signature can take them
 as inputs; ``max_length`` may be a scalar int tensor (e.g. derived from the source length).
+``max_lengths`` (optional int [batch], each <= ``max_length``) caps every example on its own:
+at the step where example i's hypotheses reach ``max_lengths[i]`` tokens, END is the only
+token they may emit (with its own log-probability), so they end there at the latest.
 Beam search can add the GNMT coverage penalty ``beta * sum_i log(min(coverage_i, 1))`` over the
 unpadded source positions, coverage_i being the attention a hypothesis has paid to position i.
 """
@@ -108,8 +111,14 @@ def forbid_tokens(step_fn, token_ids):
     return wrapped
 
 
+def _forced_end(t, max_lengths):
+    """bool [batch]: example i must emit END at step ``t`` (its ``t + 1``-th token)."""
+    return ops.greater_equal(ops.cast(t, "int32") + 1, ops.cast(max_lengths, "int32"))
+
+
 def greedy_decode(step_fn, initial_states, context, *, start_token: int, end_token: int,
-                  max_length: int, length_penalty: float = 0.0, average=False) -> dict:
+                  max_length: int, length_penalty: float = 0.0, average=False,
+                  max_lengths=None) -> dict:
     """Greedy (arg-max) decoding of a batch.
 
     Args:
@@ -117,6 +126,7 @@ def greedy_decode(step_fn, initial_states, context, *, start_token: int, end_tok
         initial_states: list of [batch, ...] decoder states.
         context: constant nested structure of [batch, ...] tensors given to ``step_fn``.
         start_token, end_token, max_length, length_penalty, average: see the module docstring.
+        max_lengths: optional int [batch] per-example caps (module docstring).
 
     Returns:
         dict: ``tokens`` [batch, max_length] int32, ``lengths`` [batch] int32, ``scores`` and
@@ -137,6 +147,8 @@ def greedy_decode(step_fn, initial_states, context, *, start_token: int, end_tok
     def select(t, carry, log_probs, new_states, attention):
         log_probs = ops.cast(log_probs, "float32")
         token = ops.cast(ops.argmax(log_probs, axis=-1), "int32")
+        if max_lengths is not None:
+            token = ops.where(_forced_end(t, max_lengths), end_token, token)
         token_lp = ops.take_along_axis(log_probs, ops.expand_dims(token, 1), axis=1)[:, 0]
         alive = ops.logical_not(carry["finished"])
         return dict(
@@ -168,7 +180,7 @@ def greedy_decode(step_fn, initial_states, context, *, start_token: int, end_tok
 def beam_search(step_fn, initial_states, context, *, start_token: int, end_token: int,
                 max_length: int, beam_width: int = 4, length_penalty: float = 0.0,
                 keep_greedy: bool = True, greedy_result: dict | None = None, average=False,
-                coverage_penalty=0.0, source_mask=None) -> dict:
+                coverage_penalty=0.0, source_mask=None, max_lengths=None) -> dict:
     """Batched beam search ranking hypotheses by length-normalised score.
 
     Every step expands the ``beam_width`` hypotheses of each example by the whole vocabulary
@@ -194,6 +206,8 @@ def beam_search(step_fn, initial_states, context, *, start_token: int, end_token
         coverage_penalty: GNMT beta (>= 0; float or scalar tensor), added to the ranking score
             at every step; needs ``source_mask``. A python 0 leaves the search as without it.
         source_mask: [batch, src_time] bool, True on real source positions (coverage only).
+        max_lengths: optional int [batch] per-example caps (module docstring); the greedy
+            result of ``keep_greedy`` must have been decoded with the same caps.
 
     Returns:
         dict: the best hypothesis per example as in :func:`greedy_decode` (``tokens``,
@@ -240,6 +254,11 @@ def beam_search(step_fn, initial_states, context, *, start_token: int, end_token
         finished = carry["finished"]
         end_only = ops.where(ops.equal(ops.arange(vocab), end_token), 0.0, _NEG)  # [V]
         log_probs = ops.where(ops.expand_dims(finished, -1), end_only, log_probs)
+        if max_lengths is not None:  # at its cap, an example's beams may only end
+            is_end = ops.equal(ops.arange(vocab), end_token)
+            forced = ops.reshape(_forced_end(t, max_lengths), (batch, 1, 1))
+            log_probs = ops.where(ops.logical_and(forced, ops.logical_not(is_end)), _NEG,
+                                  log_probs)
         total = ops.expand_dims(carry["scores"], -1) + log_probs             # [b, k, V]
         new_lengths = carry["lengths"] + ops.cast(ops.logical_not(finished), "int32")
         normalized = total / ops.expand_dims(
@@ -298,7 +317,8 @@ def beam_search(step_fn, initial_states, context, *, start_token: int, end_token
     if keep_greedy and k > 1:
         greedy = greedy_result or greedy_decode(
             step_fn, initial_states, context, start_token=start_token, end_token=end_token,
-            max_length=max_length, length_penalty=length_penalty, average=average)
+            max_length=max_length, length_penalty=length_penalty, average=average,
+            max_lengths=max_lengths)
         use = ops.greater(greedy["normalized_scores"], result["normalized_scores"])
         for key in ("tokens", "lengths", "scores", "normalized_scores", "attention",
                     "finished"):

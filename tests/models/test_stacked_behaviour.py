@@ -141,6 +141,21 @@ def test_residual_adds_layer_input():
         StackedBidirectional([3, 4], residual=True, return_sequences=True)(xs)
 
 
+
+def test_residual_keeps_masking_padded_and_unpadded_agree():
+    # The seq2seq encoder (encoder_residual): padding must change neither the valid steps'
+    # outputs nor the final states when each layer adds its input.
+    layer = StackedBidirectional(3, num_layers=3, residual=True, return_sequences=True,
+                                 return_state=True)
+    xs = _xs((2, 6, 6))
+    mask = np.array([[True] * 6, [True] * 4 + [False] * 2])
+    padded = layer(xs, mask=mask)
+    short = layer(xs[1:, :4])
+    assert_allclose(np.asarray(padded[0])[1, :4], short[0][0], atol=1e-5)
+    for got, want in zip(padded[1:], short[1:]):
+        assert_allclose(np.asarray(got)[1:], want, atol=1e-5)
+    assert StackedBidirectional.from_config(layer.get_config()).residual is True
+
 def test_merge_modes():
     xs = _xs((2, 5, 3))
     concat = StackedBidirectional(4, return_sequences=True)
