@@ -175,7 +175,7 @@ class CharGenerationTask(GenerativeTask):
     config_class = CharGenerationConfig
     preprocessor_class = CharPreprocessor
     serving_class = CharGenerationServing
-    sampled_unit, generate_takes_inputs = "character", True
+    sampled_unit, generate_takes_inputs, scores_texts = "character", True, True
     demo_overrides = {"epochs": 3, "units": 64, "num_layers": 1, "embedding_dim": 16}
     demo_inputs = {"prompt": ["Ma", "Jo", ""], "length": 20, "temperature": 0.8}
 
@@ -308,8 +308,16 @@ class CharGenerationTask(GenerativeTask):
                 print(f"{flag}{text}")
         return results
 
-    def extra_commands(self):
-        return {**super().extra_commands(), "score": (_add_score_arguments, _run_score)}
+    def score_rows(self, texts, outputs):
+        rows = [{"text": t, "log_prob": float(lp), "log_prob_per_char": float(pc),
+                 "num_scored": int(n)} for t, lp, pc, n in zip(
+                     texts, outputs["log_prob"].numpy(), outputs["log_prob_per_char"].numpy(),
+                     outputs["num_scored"].numpy(), strict=True)]
+        return sorted(rows, key=lambda r: -r["log_prob_per_char"])
+
+    def score_line(self, row):
+        return (f"{row['log_prob_per_char']:9.4f} nats/char  {row['log_prob']:10.3f} total  "
+                f"{row['text']}")
 
     def search_space(self, hp):
         return {
@@ -320,36 +328,6 @@ class CharGenerationTask(GenerativeTask):
             "embedding_dim": hp.Choice("embedding_dim", [16, 32, 64]),
             "learning_rate": hp.Float("learning_rate", 1e-3, 1e-2, sampling="log"),
         }
-
-
-# ---- extra commands ------------------------------------------------------------------------
-def _add_model_argument(parser):
-    parser.add_argument("--model", default=os.path.join("runs", CharGenerationTask.name),
-                        help="run directory, or saved_models/char_generation[/<version>]")
-    parser.add_argument("--json", action="store_true", help="one JSON object per line")
-
-
-def _add_score_arguments(parser):
-    _add_model_argument(parser)
-    parser.add_argument("texts", nargs="+", help="candidate texts to rank")
-
-
-def _run_score(task, args) -> int:
-    from tasks.runner import loading
-
-    loaded = loading.load(args.model, task)  # keeps the serving module alive while fn runs
-    fn = loaded.signature("score")
-    out = fn(text=tf.constant(args.texts))
-    rows = [{"text": t, "log_prob": float(lp), "log_prob_per_char": float(pc),
-             "num_scored": int(n)} for t, lp, pc, n in zip(
-                 args.texts, out["log_prob"].numpy(), out["log_prob_per_char"].numpy(),
-                 out["num_scored"].numpy(), strict=True)]
-    rows.sort(key=lambda r: -r["log_prob_per_char"])
-    for row in rows:
-        print(json.dumps(row, ensure_ascii=False) if args.json else
-              f"{row['log_prob_per_char']:9.4f} nats/char  {row['log_prob']:10.3f} total  "
-              f"{row['text']}")
-    return 0
 
 
 if __name__ == "__main__":

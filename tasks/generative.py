@@ -7,6 +7,12 @@ checks, the sampling inputs of ``generate``, and the ``generate`` command itself
 
     python -m tasks.<generator> generate --model RUN_OR_EXPORT [task flags] --top-k 5 --seed 3
 
+A text generator that also serves ``score(text)`` (``scores_texts = True``) gets the ``score``
+command; it turns the signature's outputs into rows (``score_rows``, best first) and a
+printed line (``score_line``)::
+
+    python -m tasks.<generator> score --model RUN_OR_EXPORT [--json] "text one" "text two"
+
 A subclass adds its prompt flags (:meth:`GenerativeTask.add_prompt_arguments`), builds
 ``serving_default``'s inputs in ``predict_inputs`` and prints results in
 ``show_predictions``, as any task.
@@ -24,6 +30,8 @@ from tasks.runner.task import PredictRequest, Task
 
 #: The signature that samples with every knob (serving_default's inputs + SAMPLING_INPUTS).
 GENERATE = "generate"
+#: The signature and command that rank texts by likelihood.
+SCORE = "score"
 #: ``generate``'s inputs beyond serving_default's: ``{input: (flag, dtype)}``.
 SAMPLING_INPUTS = {"top_k": ("--top-k", tf.int32), "top_p": ("--top-p", tf.float32),
                    "seed": ("--seed", tf.int32)}
@@ -36,6 +44,8 @@ class GenerativeTask(Task):
     sampled_unit: str = "token"
     #: ``generate`` takes positional inputs (prompts); False: the flags say everything.
     generate_takes_inputs: bool = False
+    #: The export serves ``score(text)``: add the ``score`` command.
+    scores_texts: bool = False
 
     # ---- flags --------------------------------------------------------------------------
     def add_prompt_arguments(self, parser) -> None:
@@ -80,7 +90,25 @@ class GenerativeTask(Task):
 
     # ---- the generate command -----------------------------------------------------------
     def extra_commands(self) -> dict:
-        return {GENERATE: (self.add_generate_arguments, run_generate)}
+        commands = {GENERATE: (self.add_generate_arguments, run_generate)}
+        if self.scores_texts:
+            commands[SCORE] = (self.add_score_arguments, run_score)
+        return commands
+
+    # ---- the score command (scores_texts) -------------------------------------------------
+    def add_score_arguments(self, parser) -> None:
+        parser.add_argument("--model", default=os.path.join("runs", self.name),
+                            help=f"run directory, or saved_models/{self.name}[/<version>]")
+        parser.add_argument("--json", action="store_true", help="one JSON object per line")
+        parser.add_argument("texts", nargs="+", help="texts to score")
+
+    def score_rows(self, texts: list[str], outputs: dict) -> list[dict]:
+        """One JSON-ready row per text from ``score``'s outputs, best first."""
+        raise NotImplementedError(f"{self.name} sets scores_texts but has no score_rows")
+
+    def score_line(self, row: dict) -> str:
+        """The printed (non ``--json``) line of one ``score_rows`` row."""
+        raise NotImplementedError(f"{self.name} sets scores_texts but has no score_line")
 
     def add_generate_arguments(self, parser) -> None:
         parser.add_argument("--model", default=os.path.join("runs", self.name),
@@ -105,4 +133,15 @@ def run_generate(task: GenerativeTask, args) -> int:
     if request.json:
         for result in results:
             print(json.dumps(result, ensure_ascii=False))
+    return 0
+
+
+def run_score(task: GenerativeTask, args) -> int:
+    """``score``: the texts through the ``score`` signature, best first."""
+    from tasks.runner import loading
+
+    loaded = loading.load(args.model, task)  # keeps the serving module alive while fn runs
+    outputs = loaded.signature(SCORE)(text=tf.constant(args.texts))
+    for row in task.score_rows(list(args.texts), outputs):
+        print(json.dumps(row, ensure_ascii=False) if args.json else task.score_line(row))
     return 0

@@ -34,8 +34,6 @@ What a fine-tuning step reads from a run directory:
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
 
 import keras
 import numpy as np
@@ -105,7 +103,7 @@ class LanguageModelTask(GenerativeTask):
     preprocessor_class = text_lib.WordLMPreprocessor
     serving_class = LanguageModelServing
     monitor, monitor_mode = "perplexity", "min"
-    sampled_unit, generate_takes_inputs = "word", True
+    sampled_unit, generate_takes_inputs, scores_texts = "word", True, True
     demo_overrides = {"max_examples": 5000, "epochs": 3, "units": 96, "embedding_dim": 96,
                       "num_layers": 1, "max_tokens": 2500, "bptt": 25, "batch_size": 16,
                       "dropout": 0.1, "hidden_dropout": 0.1, "output_dropout": 0.1,
@@ -242,8 +240,21 @@ class LanguageModelTask(GenerativeTask):
                 print(results[-1]["text"])
         return results
 
-    def extra_commands(self):
-        return {**super().extra_commands(), "score": (_add_score_arguments, _run_score)}
+    def score_rows(self, texts, outputs):
+        """log P(sentence) (nats), perplexity and the scored tokens, lowest perplexity first."""
+        rows = []
+        for i, text in enumerate(texts):
+            n = int(outputs["num_tokens"][i])
+            rows.append({"text": text, "log_prob": float(outputs["log_prob"][i]),
+                         "perplexity": float(outputs["perplexity"][i]),
+                         "tokens": [t.decode("utf-8") for t in outputs["tokens"][i][:n].numpy()],
+                         "token_log_probs": [float(x) for x in outputs["token_log_probs"][i][:n]],
+                         "truncated": bool(outputs["truncated"][i])})
+        return sorted(rows, key=lambda r: r["perplexity"])
+
+    def score_line(self, row):
+        return (f"{row['log_prob']:10.3f} nats  perplexity {row['perplexity']:9.2f}  "
+                f"{' '.join(row['tokens'])}")
 
     def search_space(self, hp):
         return {
@@ -256,36 +267,6 @@ class LanguageModelTask(GenerativeTask):
             "embedding_dim": hp.Choice("embedding_dim", [64, 128, 256]),
             "learning_rate": hp.Float("learning_rate", 1e-3, 1e-2, sampling="log"),
         }
-
-
-# ---- score --------------------------------------------------------------------------------
-def _add_score_arguments(parser):
-    parser.add_argument("--model", default=os.path.join("runs", LanguageModelTask.name),
-                        help="run directory, or saved_models/language_model[/<version>]")
-    parser.add_argument("--json", action="store_true", help="one JSON object per line")
-    parser.add_argument("texts", nargs="+", help="sentences to score")
-
-
-def _run_score(task, args) -> int:
-    """``score``: log P(sentence) (nats), perplexity and the scored tokens, best first."""
-    from tasks.runner import loading
-
-    loaded = loading.load(args.model, task)  # keeps the serving module alive while fn runs
-    out = loaded.signature("score")(text=tf.constant(args.texts))
-    rows = []
-    for i, text in enumerate(args.texts):
-        n = int(out["num_tokens"][i])
-        rows.append({"text": text, "log_prob": float(out["log_prob"][i]),
-                     "perplexity": float(out["perplexity"][i]),
-                     "tokens": [t.decode("utf-8") for t in out["tokens"][i][:n].numpy()],
-                     "token_log_probs": [float(x) for x in out["token_log_probs"][i][:n]],
-                     "truncated": bool(out["truncated"][i])})
-    rows.sort(key=lambda r: r["perplexity"])
-    for row in rows:
-        print(json.dumps(row, ensure_ascii=False) if args.json else
-              f"{row['log_prob']:10.3f} nats  perplexity {row['perplexity']:9.2f}  "
-              f"{' '.join(row['tokens'])}")
-    return 0
 
 
 if __name__ == "__main__":
