@@ -14,10 +14,11 @@ from __future__ import annotations
 import glob
 import os
 import re
-import tempfile
 
 import keras
 import numpy as np
+
+from tasks.runner import run_dir as rd
 
 _PATTERN = re.compile(r"epoch-(\d+)\.weights\.h5$")
 
@@ -69,16 +70,9 @@ class AverageLastCheckpoints(keras.callbacks.Callback):
         self.averaged: list[str] = []
 
     def on_epoch_end(self, epoch, logs=None):
-        os.makedirs(self.directory, exist_ok=True)
         path = os.path.join(self.directory, f"epoch-{epoch + 1:04d}.weights.h5")
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".weights.h5", dir=self.directory)
-        os.close(fd)
-        try:
-            self.model.save_weights(tmp, overwrite=True)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+        rd.save_atomic(path, lambda tmp: self.model.save_weights(tmp, overwrite=True),
+                       suffix=".weights.h5")
         for old in epoch_files(self.directory)[:-self.k]:
             os.remove(old)
 
@@ -92,16 +86,10 @@ class AverageLastCheckpoints(keras.callbacks.Callback):
             return
         own = self.model.get_weights()
         self.model.set_weights(averaged)
-        directory = os.path.dirname(os.path.abspath(self.model_path))
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".keras", dir=directory)
-        os.close(fd)
         try:
-            self.model.save(tmp)
-            os.replace(tmp, self.model_path)
+            rd.save_atomic(self.model_path, self.model.save, suffix=".keras")
         finally:
             self.model.set_weights(own)
-            if os.path.exists(tmp):
-                os.remove(tmp)
         self.averaged = paths
         print(f"[average_last] model.keras = mean of {len(paths)} epochs: "
               f"{', '.join(os.path.basename(p) for p in paths)}")

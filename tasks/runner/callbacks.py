@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 
 import keras
 
@@ -75,15 +74,7 @@ class AtomicBestCheckpoint(keras.callbacks.Callback):
         value = float(value)
         if math.isfinite(value) and self._better(value):
             self.best = value
-            directory = os.path.dirname(os.path.abspath(self.file_path))
-            fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".keras", dir=directory)
-            os.close(fd)
-            try:
-                self.model.save(tmp)
-                os.replace(tmp, self.file_path)
-            finally:
-                if os.path.exists(tmp):
-                    os.remove(tmp)
+            rd.save_atomic(self.file_path, self.model.save, suffix=".keras")
 
 
 class EpochEvaluation(keras.callbacks.Callback):

@@ -51,6 +51,28 @@ def write_text_atomic(file_path: str, text: str) -> None:
         raise
 
 
+def save_atomic(file_path: str, save, suffix: str = "") -> None:
+    """``save(tmp)`` writes a temporary file next to ``file_path``, then one rename puts it in
+    place: a crash mid-save leaves the previous file (or none), never half of one.
+
+    Args:
+        file_path: the final path (its directory is created).
+        save: ``callable(path)`` that writes the file, e.g. ``model.save``.
+        suffix: the temporary file's suffix, for savers that check it (``.keras``,
+            ``.weights.h5``).
+    """
+    directory = os.path.dirname(os.path.abspath(file_path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=directory)
+    os.close(fd)
+    try:
+        save(tmp)
+        os.replace(tmp, file_path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
 def write_json_atomic(file_path: str, data) -> None:
     write_text_atomic(file_path, json.dumps(data, indent=2, sort_keys=True, default=float) + "\n")
 
