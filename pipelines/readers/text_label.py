@@ -98,6 +98,31 @@ def label_classes(counts: dict[str, int], first_line: dict[str, int], path,
     return {label: int(index[label]) for label in labels}, list(class_names)
 
 
+def json_records(lines, path, text_column, label_column):
+    """``(offset, line_number, text, label)`` per non-blank JSON-lines line.
+
+    Args:
+        lines: iterable of ``(offset, line_number, line)`` (offset passed through, may be None).
+        path, text_column, label_column: for the fields read and the error messages.
+
+    Raises:
+        DataError: Invalid JSON, a line that is not an object, or a missing field (the line).
+    """
+    for offset, number, line in lines:
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise DataError(f"invalid JSON ({err.msg})", path, number, line[:80]) from None
+        if not isinstance(record, dict):
+            raise DataError("expected a JSON object per line", path, number, line[:80])
+        for column in (text_column, label_column):
+            if column not in record:
+                raise DataError(f"no field {column!r}; fields are {sorted(record)}", path, number)
+        yield offset, number, str(record[text_column]), str(record[label_column]).strip()
+
+
 def read_text_label(path: str | os.PathLike, *, text_column: str = "text",
                     label_column: str = "label", class_names: list[str] | None = None,
                     clean: bool = True) -> tuple[list[Example], list[str]]:
@@ -120,20 +145,9 @@ def read_text_label(path: str | os.PathLike, *, text_column: str = "text",
     text = read_text(path)
     rows: list[tuple[str, str, int]] = []
     if suffix in (".jsonl", ".json", ".ndjson"):
-        for number, line in enumerate(text.split("\n"), start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise DataError(f"invalid JSON ({err.msg})", path, number, line[:80]) from None
-            if not isinstance(record, dict):
-                raise DataError("expected a JSON object per line", path, number, line[:80])
-            for column in (text_column, label_column):
-                if column not in record:
-                    raise DataError(f"no field {column!r}; fields are {sorted(record)}",
-                                    path, number)
-            rows.append((str(record[text_column]), str(record[label_column]).strip(), number))
+        lines = ((None, number, line) for number, line in enumerate(text.split("\n"), start=1))
+        rows.extend((record_text, label, number) for _, number, record_text, label
+                    in json_records(lines, path, text_column, label_column))
     else:
         delimiter = "\t" if suffix in (".tsv", ".tab") else ","
         reader = csv.reader(io.StringIO(text), delimiter=delimiter)

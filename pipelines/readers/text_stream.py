@@ -23,7 +23,7 @@ from pipelines.errors import DataError
 from pipelines.readers._common import check_options
 from pipelines.readers.evaluation import WHOLE_FILE_POLICY
 from pipelines.readers.plain_text import MAX_CHUNK_CHARS
-from pipelines.readers.text_label import clean_text, label_classes
+from pipelines.readers.text_label import clean_text, json_records, label_classes
 
 #: The vocabulary-size estimate of the data report reads at most this many train records.
 ESTIMATE_RECORDS = 100_000
@@ -65,7 +65,7 @@ def _index_labelled(path: str, text_column: str, label_column: str, clean: bool)
     json_file = pathlib.Path(path).suffix.lower() in _JSON
     lines = streaming.decoded_lines(path)
     if json_file:
-        records = _json_records(lines, path, text_column, label_column)
+        records = json_records(lines, path, text_column, label_column)
     else:
         records = _csv_records(lines, path, text_column, label_column,
                                "\t" if pathlib.Path(path).suffix.lower() in (".tsv", ".tab")
@@ -84,22 +84,6 @@ def _index_labelled(path: str, text_column: str, label_column: str, clean: bool)
         raise DataError("no examples", path)
     return index.freeze(), np.frombuffer(labels, np.int32), names, counts, first, \
         np.frombuffer(tokens, np.int64)
-
-
-def _json_records(lines, path, text_column, label_column):
-    for offset, number, line in lines:
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise DataError(f"invalid JSON ({err.msg})", path, number, line[:80]) from None
-        if not isinstance(record, dict):
-            raise DataError("expected a JSON object per line", path, number, line[:80])
-        for column in (text_column, label_column):
-            if column not in record:
-                raise DataError(f"no field {column!r}; fields are {sorted(record)}", path, number)
-        yield offset, number, str(record[text_column]), str(record[label_column]).strip()
 
 
 class _Tracked:
