@@ -44,3 +44,22 @@ class TimeBudget(keras.callbacks.Callback):
         if not self.steps_per_epoch:
             return float(self.epochs)
         return round(self.batches / self.steps_per_epoch, 2)
+
+
+def prepare_run(task, config):
+    """Seeds, loads the splits, fits the preprocessor, builds and compiles the model: what a
+    budgeted bench run does before its clock starts.
+
+    Returns:
+        ``(splits, preprocessor, train_dataset, compiled_model, setup_seconds)``.
+    """
+    from tasks.runner import training
+
+    keras.utils.set_random_seed(config.seed)
+    started = time.perf_counter()
+    splits = task.load_splits(config)
+    pre = task.fit_preprocessor(config, splits)
+    train = task.make_dataset(config, pre, splits.train, training=True)
+    model = task.build_model(config, pre)
+    training.compile_model(task, config, model)
+    return splits, pre, train, model, time.perf_counter() - started

@@ -48,17 +48,15 @@ sys.path.insert(0, os.path.dirname(HERE))
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from bench.budget import TimeBudget  # noqa: E402
+from bench.budget import TimeBudget, prepare_run  # noqa: E402
 from models.decoding import beam_search as search  # noqa: E402
 from models.seq2seq import decode  # noqa: E402
 from pipelines.vocab import END_ID, START_ID  # noqa: E402
 from tasks import seq2seq as s2s  # noqa: E402
 from tasks.runner import config as config_lib  # noqa: E402
-from tasks.runner import training  # noqa: E402
 
 warnings.filterwarnings("ignore", message="Your input ran out of data")
 PAIRS = os.path.join(os.path.dirname(HERE), "..", "shared", "data", "anki_spa_eng", "spa.txt")
@@ -74,16 +72,10 @@ def train_and_decode(task, config, seconds: float, eval_examples: int, prefix: s
     Returns:
         ``(figures, (config, model, preprocessor, splits))``.
     """
-    keras.utils.set_random_seed(config.seed)
-    started = time.perf_counter()
-    splits = task.load_splits(config)
-    pre = task.fit_preprocessor(config, splits)
-    train = task.make_dataset(config, pre, splits.train, training=True)
-    model = task.build_model(config, pre)
-    training.compile_model(task, config, model)
+    splits, pre, train, model, setup = prepare_run(task, config)
     log(f"[{prefix}] {splits.info['examples']} examples; vocab {pre.source_vocab.vocabulary_size}"
         f" -> {pre.target_vocab.vocabulary_size}; {model.count_params():,} parameters; "
-        f"setup {time.perf_counter() - started:.0f}s")
+        f"setup {setup:.0f}s")
     budget = TimeBudget(seconds, on_epoch=lambda b, logs: log(
         f"  epoch {b.epochs}: loss {logs['loss']:.4f} accuracy {logs['accuracy']:.4f} "
         f"({b.elapsed():.0f}s)"))

@@ -28,10 +28,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from bench.budget import TimeBudget
+from bench.budget import TimeBudget, prepare_run
 from tasks import seq2seq_eval
 from tasks.runner import config as config_lib
-from tasks.runner import training
 
 GOALS = {"heldout_bleu": 30.0, "heldout_bleu_hours": 2.0, "dates_exact_match": 0.995}
 #: The strongest configuration's overrides of the baseline. A tied output layer makes a wider
@@ -74,14 +73,7 @@ def model_rows(task, name: str, config, seconds: float, eval_examples: int, k: i
         ``{"<name>_<weights>_<method>_<metric>": value, ..., "<name>_samples": [...]}`` plus
         the training figures (``<name>_train_seconds``, ``_setup_seconds``, ``_eval_seconds``).
     """
-    keras.utils.set_random_seed(config.seed)
-    started = time.perf_counter()
-    splits = task.load_splits(config)
-    pre = task.fit_preprocessor(config, splits)
-    train = task.make_dataset(config, pre, splits.train, training=True)
-    model = task.build_model(config, pre)
-    training.compile_model(task, config, model)
-    setup = time.perf_counter() - started
+    splits, pre, train, model, setup = prepare_run(task, config)
     log(f"[{name}] unit {config.unit}, encoder {config.num_layers} layer(s) (residual "
         f"{config.encoder_residual}), tied {config.tie_embeddings}; vocab "
         f"{pre.source_vocab.vocabulary_size} -> {pre.target_vocab.vocabulary_size}; "
