@@ -221,6 +221,8 @@ def main(argv=None) -> int:
     parser.add_argument("--speed-sentences", type=int, default=256, help="0 skips the speed part")
     parser.add_argument("--speed-batch", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=None,
+                        help="--budget rows: the models' seed (default: the task config's)")
     parser.add_argument("--budget", type=float, default=0,
                         help="> 0: only the translation rows (baseline word vs strongest subword "
                              "model, greedy vs beam, last vs averaged) within this many seconds")
@@ -273,9 +275,10 @@ def rows_main(args) -> int:
     base = {"units": args.units, "batch_size": args.batch_size, "dropout": 0.1,
             "beam_width": args.beam_width, "lowercase": False, "max_length": args.max_words,
             "max_examples": args.pairs_train, "learning_rate": args.pairs_lr,
-            "max_tokens": args.pairs_vocab}
+            "max_tokens": args.pairs_vocab, **({} if args.seed is None else {"seed": args.seed})}
     result = {"tf": tf.__version__, "cpus": os.cpu_count(), "load_avg_start":
               round(os.getloadavg()[0], 2), "pairs_train": args.pairs_train, "goal_values": GOALS,
+              "seed": s2s.Seq2SeqConfig().seed if args.seed is None else args.seed,
               "dates_exact_match": "not measured with --budget (run without it)"}
     result.update(translation_rows(s2s.Seq2SeqTask(), base, os.path.abspath(args.pairs),
                                    args.budget, args.pairs_eval, args.average, log,
