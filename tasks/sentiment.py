@@ -48,6 +48,7 @@ class SentimentConfig(TaskConfig):
     lm_finetune_epochs: int = 0    # LM epochs on the training texts first
     unfreeze: str = "gradual"      # gradual|all|none (none: only the head trains)
     discriminative_lr: float = 2.6  # lr divided by this per layer group going down
+    unfreeze_steps: int = 0        # >0: gradual unfreezing by steps, not epochs
 
     def check(self, checks):
         super().check(checks)
