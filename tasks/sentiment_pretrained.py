@@ -35,6 +35,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from models import schedules
 from models.discriminative import DiscriminativeAdam, group_scales
 from models.optimizers import Adam
 from models.pretrained_encoder import build_pretrained_classifier, copy_encoder_weights
@@ -168,7 +169,8 @@ class PretrainedSupport:
     def fit_preprocessor(self, config, splits) -> PretrainedSentimentPreprocessor:
         run = self.lm_run(config)
         if config.lm_finetune_epochs:
-            finetune_language_model(run, splits.train, config.lm_finetune_epochs)
+            finetune_language_model(run, splits.train, config.lm_finetune_epochs,
+                                    config.lr_schedule)
         return PretrainedSentimentPreprocessor(run.words, splits.info["class_names"])
 
     def build_model(self, config, preprocessor) -> keras.Model:
@@ -191,16 +193,20 @@ class PretrainedSupport:
                                   every_steps=config.unfreeze_steps)]
 
 
-def finetune_language_model(run: LanguageModelRun, texts: tf.data.Dataset, epochs: int):
+def finetune_language_model(run: LanguageModelRun, texts: tf.data.Dataset, epochs: int,
+                            lr_schedule: str = "constant"):
     """Trains ``run.model`` in place for ``epochs`` more epochs on ``texts`` (dicts with
-    ``text``), with the language model's own bptt, batch size, learning rate and clipping."""
+    ``text``), with the language model's own bptt, batch size, learning rate and clipping;
+    ``lr_schedule`` (the sentiment run's) shapes that rate over the fine-tuning steps."""
     lm = run.config
     ids = text_lib.encode(run.words, texts)
     # A small task split may hold fewer tokens than batch_size streams of bptt + 1.
     streams = max(1, min(lm.batch_size, (len(ids) - 1) // (lm.bptt + 1)))
     data = text_lib.bptt_batches(ids, streams, lm.bptt, "training split (LM fine-tuning)")
     model = run.model
-    model.compile(optimizer=Adam(learning_rate=lm.learning_rate, clipnorm=lm.clipnorm or None),
+    rate = schedules.learning_rate(lr_schedule, lm.learning_rate,
+                                   epochs * int(data.cardinality()))
+    model.compile(optimizer=Adam(learning_rate=rate, clipnorm=lm.clipnorm or None),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     reset = keras.callbacks.LambdaCallback(
         on_epoch_begin=lambda epoch, logs: reset_carried_states(model))
