@@ -64,7 +64,9 @@ def lm_texts(out: str, pool: list, count: int, rotten_tomatoes: bool) -> tuple[s
 
 def train(task, overrides: dict, run_dir: str, seconds: float) -> dict:
     """Trains in this process for at most ``seconds`` (the epoch in progress is cut short,
-    then validated and checkpointed as usual); returns seconds, epochs and the best epoch."""
+    then validated and checkpointed as usual); returns the seconds (``seconds``: all of
+    ``train``; ``fit_seconds``: training and its epoch-end validations), epochs (fraction),
+    steps, the best epoch and its validation monitor."""
     import keras
 
     from bench.budget import TimeBudget
@@ -81,7 +83,7 @@ def train(task, overrides: dict, run_dir: str, seconds: float) -> dict:
     pick = max if task.monitor_mode == "max" else min
     best = pick(history, key=lambda e: e.get(monitor, -math.inf if pick is max else math.inf))
     return {"seconds": round(time.perf_counter() - start, 1),
-            "train_seconds": round(budget.elapsed(), 1), "epochs": budget.epochs_run(),
+            "fit_seconds": round(budget.elapsed(), 1), "epochs": budget.epochs_run(),
             "steps": budget.batches, "best_epoch": best["epoch"],
             monitor: round(float(best[monitor]), 4)}
 
