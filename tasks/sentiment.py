@@ -273,6 +273,16 @@ class SentimentTask(Task):
             "pooling": hp.Choice("pooling", ["max", "max_mean", "last"]),
         }
 
+    def tuning_space(self, config, hp):
+        if config.pretrained:  # fine-tuning: the sizes, cell and pooling come from the LM
+            return sentiment_pretrained.search_space(hp)
+        return super().tuning_space(config, hp)
+
+    def tuning_callbacks(self, config, trial_dir):
+        if config.pretrained:  # fine-tuning: each trial unfreezes as train does
+            return self._pretrained.callbacks(config, trial_dir)
+        return super().tuning_callbacks(config, trial_dir)
+
 
 def classification_metrics(y_true, probabilities, class_names) -> dict:
     """Accuracy, precision/recall/F1 (binary: of class 1; else macro), AUC, confusion matrix.

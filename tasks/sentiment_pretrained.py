@@ -109,6 +109,14 @@ def check_config(checks, config) -> None:
     checks.require("pretrained", isinstance(config.pretrained, str), "must be a path")
 
 
+def search_space(hp) -> dict:
+    """What ``tune --set pretrained=LM`` searches: the fine-tuning settings only (the sizes,
+    cell and vocabulary are the language model's; searching them would contradict it)."""
+    return {"dropout": hp.Float("dropout", 0.1, 0.5, step=0.1),
+            "learning_rate": hp.Float("learning_rate", 1e-3, 1e-2, sampling="log"),
+            "discriminative_lr": hp.Choice("discriminative_lr", [1.0, 2.6, 4.0])}
+
+
 class LanguageModelRun:
     """A checked ``language_model`` run directory: its config, preprocessor and model."""
 
@@ -269,6 +277,7 @@ class GradualUnfreezing(keras.callbacks.Callback):
         if os.path.exists(self.path):
             with open(self.path, encoding="utf-8") as f:
                 entries = json.load(f)
+        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)  # a trial's
         entry = {"epoch": epoch + 1, "unfrozen": unfrozen, "scales": scales,
                  "groups": optimizer.layer_groups}
         if step is None:

@@ -286,3 +286,25 @@ def test_slanted_triangular_schedule_trains_with_unfreezing_by_steps(lm_run, tmp
     assert not np.allclose(trained["embedding"], lm["embedding"])  # unfrozen by step 3
     with open(os.path.join(run, "history.json"), encoding="utf-8") as f:
         assert len(json.load(f)) == 2
+
+
+@pytest.mark.slow  # ~20 s on 2 shared cores: two tuning trials and one train
+def test_tune_searches_the_finetuning_settings_only(lm_run, tmp_path, capsys):
+    """``tune --set pretrained=LM``: the LM fixes the sizes, so the search is over dropout,
+    learning rate and the discriminative factor; every trial unfreezes as ``train`` does."""
+    tune_dir = str(tmp_path / "tune")
+    out, _ = _main(["sentiment", "tune", "--output", tune_dir, "--max-trials", "2",
+                    "--epochs", "2", "--set", f"pretrained={lm_run}", *CLF_TINY], capsys)
+    with open(os.path.join(tune_dir, "best.json"), encoding="utf-8") as f:
+        best = json.load(f)
+    assert set(best["hparams"]) == {"dropout", "learning_rate", "discriminative_lr"}
+    logs = [os.path.join(folder, name) for folder, _, names in os.walk(tune_dir)
+            for name in names if name == "unfreezing.json"]
+    assert len(logs) == 2, logs
+    with open(logs[0], encoding="utf-8") as f:
+        assert [e["unfrozen"] for e in json.load(f)] == [1, 2]
+    run = str(tmp_path / "best")
+    _main(["sentiment", "train", "--output", run, "--epochs", "1", "--hparams",
+           os.path.join(tune_dir, "best.json"), "--set", f"pretrained={lm_run}", *CLF_TINY],
+          capsys)
+    assert os.path.exists(os.path.join(run, "model.keras"))
