@@ -35,11 +35,12 @@ budgets and the total wall seconds.
 
 Time (2 shared CPU cores, load 3-4, from measured speeds: the LM 0.35-0.5 s per batch of
 32 x 35 tokens, ~30 s per validation pass over ~120k tokens; classifiers 0.5-0.9 s per batch
-of 32; ``evaluate`` of 1000 reviews 18-21 s in a fresh process): LM stage ~9.5 min (480 s of
-training, about one epoch of the 4,000 training reviews, two validation passes, vocabulary),
-12 rows of 30/45/90 s (11 min) plus their start-up, step counting and validation (~4 min), 12
-evaluations of 5000 reviews (~50 s each, ~10 min): about 35 minutes. ``--reuse-lm`` saves the
-LM stage; ``--quick`` took 2.6 min.
+of 32; ``evaluate`` of 1000 reviews 18-21 s in a fresh process, ~60 s for 5000): LM stage
+~8.5 min (420 s of training, about one epoch of its 4,000 training reviews, two validation
+passes, vocabulary); 12 rows of 30/45/75 s (10 min) plus their start-up, vocabulary, step
+counting and validation (~15 s for the small rows, ~70 s for the 20,000-review rows: ~7 min);
+12 evaluations of 5000 reviews (~11 min): about 36 minutes under that load, nearer 30 on
+quiet cores. ``--reuse-lm`` saves the LM stage; ``--quick`` took 2.6 min.
 
 What 2 cores buy: an LM of 128 units that has read ~1M tokens is still near the add-one
 unigram perplexity (measured: 520 after 200 steps against 482 for the unigram), and such an
@@ -90,9 +91,9 @@ def _parse(argv):
     parser.add_argument("--heldout", type=int, default=5000)
     parser.add_argument("--labeled", default="500,2000,20000", help="label sizes")
     parser.add_argument("--seeds", default="1337,2024")
-    parser.add_argument("--row-seconds", default="30,45,90",
+    parser.add_argument("--row-seconds", default="30,45,75",
                         help="training seconds of one row, per label size (one value: all)")
-    parser.add_argument("--lm-seconds", type=float, default=480.0)
+    parser.add_argument("--lm-seconds", type=float, default=420.0)
     parser.add_argument("--lm-reviews", type=int, default=5000,
                         help="pool reviews the LM trains on (0 = all 20,000; its 10%% "
                              "validation split is read twice)")
