@@ -242,7 +242,7 @@ class GradualUnfreezing(keras.callbacks.Callback):
         super().__init__()
         self.mode, self.factor, self.path = mode, float(factor), path
         self.every_steps = int(every_steps)
-        self._epoch, self._applied = 0, None
+        self._epoch, self._applied, self._step = 0, None, None
 
     def unfrozen(self, epoch: int, num_groups: int, step: int | None = None) -> int:
         """Groups that train in 0-based ``epoch`` (or at 0-based global ``step`` when
@@ -288,6 +288,9 @@ class GradualUnfreezing(keras.callbacks.Callback):
         entries.append(entry)
         rd.write_json_atomic(self.path, entries)
 
+    def on_train_begin(self, logs=None):
+        self._step, self._applied = None, None
+
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
         if not self.every_steps:
@@ -296,5 +299,10 @@ class GradualUnfreezing(keras.callbacks.Callback):
 
     def on_train_batch_begin(self, batch, logs=None):
         if self.every_steps:
-            steps = (self.params or {}).get("steps") or 0
-            self._apply(self._epoch, self._epoch * steps + batch)
+            if self._step is None:  # the optimizer's count: a resumed run goes on from it
+                self._step = int(keras.ops.convert_to_numpy(self._optimizer().iterations))
+            self._apply(self._epoch, self._step)
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.every_steps and self._step is not None:
+            self._step += 1

@@ -308,3 +308,22 @@ def test_tune_searches_the_finetuning_settings_only(lm_run, tmp_path, capsys):
            os.path.join(tune_dir, "best.json"), "--set", f"pretrained={lm_run}", *CLF_TINY],
           capsys)
     assert os.path.exists(os.path.join(run, "model.keras"))
+
+
+def test_unfreezing_by_steps_counts_across_epochs_of_unknown_length(tmp_path):
+    """every_steps counts the run's steps (not batches of an epoch, whose count a plain
+    ``fit`` on arrays or an unsized dataset may not know): 3 epochs of 2 steps, one more group
+    every 3 steps -> changes at steps 0 and 3 only."""
+    from tasks.sentiment_pretrained import GradualUnfreezing
+
+    model = build_pretrained_classifier(20, 2, embedding_dim=4, units=4, num_layers=1,
+                                        dropout=0.0, seed=1)
+    model.compile(optimizer=DiscriminativeAdam(None, learning_rate=0.01),
+                  loss="sparse_categorical_crossentropy")
+    rng = np.random.default_rng(0)
+    x, y = rng.integers(1, 20, (16, 5)).astype("int32"), rng.integers(0, 2, 16)
+    log = tmp_path / "unfreezing.json"
+    model.fit(x, y, epochs=3, batch_size=8, verbose=0,
+              callbacks=[GradualUnfreezing("gradual", 2.6, str(log), every_steps=3)])
+    entries = json.loads(log.read_text(encoding="utf-8"))
+    assert [(e["step"], e["epoch"], e["unfrozen"]) for e in entries] == [(0, 1, 1), (3, 2, 2)]
