@@ -22,8 +22,13 @@
    labels, or a wall-clock budget that allows one or two epochs) would otherwise spend most of
    its steps training the head alone.
 
+5. ``lr_schedule=slanted_triangular`` (the runner's, :mod:`models.schedules`) shapes the
+   classifier's rate (each group's scale multiplies it) and the LM fine-tuning stage's.
+
 Sizes (``embedding_dim``, ``units``, ``num_layers``, ``cell``, ``max_tokens``) come from the
 language model; one left at its default is ignored, one set to another value is an error.
+``tune`` therefore searches only :func:`search_space` (dropout, learning rate,
+``discriminative_lr``), and each trial unfreezes as ``train`` does.
 """
 
 from __future__ import annotations
