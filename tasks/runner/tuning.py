@@ -143,13 +143,15 @@ def tune(task, config, tune_dir: str, *, tuner_kind: str = "random", max_trials:
 
     class HyperModel(kt.HyperModel):
         def build(self, hp):
-            trial_config = config_lib.override(config, task.tuning_space(config, hp), origin="search")
+            trial_config = config_lib.override(config, task.tuning_space(config, hp),
+                                               origin="search")
             model = task.build_model(trial_config, preprocessor)
             training.compile_model(task, trial_config, model)
             return model
 
         def fit(self, hp, model, *args, callbacks=(), **kwargs):
-            trial_config = config_lib.override(config, task.tuning_space(config, hp), origin="search")
+            trial_config = config_lib.override(config, task.tuning_space(config, hp),
+                                               origin="search")
             train_ds = task.make_dataset(trial_config, preprocessor, splits.train, training=True)
             val_ds = task.make_dataset(trial_config, preprocessor, splits.validation,
                                        training=False)
