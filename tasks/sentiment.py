@@ -48,6 +48,7 @@ class SentimentConfig(TaskConfig):
     lm_finetune_epochs: int = 0    # LM epochs on the training texts first
     unfreeze: str = "gradual"      # gradual|all|none (none: only the head trains)
     discriminative_lr: float = 2.6  # lr divided by this per layer group going down
+    unfreeze_steps: int = 0        # >0: gradual unfreezing by steps, not epochs
 
     def check(self, checks):
         super().check(checks)
@@ -271,6 +272,16 @@ class SentimentTask(Task):
             "embedding_dim": hp.Choice("embedding_dim", [64, 128]),
             "pooling": hp.Choice("pooling", ["max", "max_mean", "last"]),
         }
+
+    def tuning_space(self, config, hp):
+        if config.pretrained:  # fine-tuning: the sizes, cell and pooling come from the LM
+            return sentiment_pretrained.search_space(hp)
+        return super().tuning_space(config, hp)
+
+    def tuning_callbacks(self, config, trial_dir):
+        if config.pretrained:  # fine-tuning: each trial unfreezes as train does
+            return self._pretrained.callbacks(config, trial_dir)
+        return super().tuning_callbacks(config, trial_dir)
 
 
 def classification_metrics(y_true, probabilities, class_names) -> dict:

@@ -16,11 +16,19 @@
 4. Training uses :class:`models.discriminative.DiscriminativeAdam`: layer group ``g`` (0 the
    head, then ``lstm_N`` ... ``lstm_1``, then the embedding) learns at ``lr /
    discriminative_lr**g``. ``unfreeze=gradual``: epoch 1 trains the head only, each later epoch
-   one group more; ``all``: everything from epoch 1; ``none``: the head only. Each epoch's
-   scales are written to ``RUN_DIR/unfreezing.json``.
+   one group more; ``all``: everything from epoch 1; ``none``: the head only. Each change of
+   the scales is written to ``RUN_DIR/unfreezing.json``. ``unfreeze_steps=N`` > 0 unfreezes one
+   group more every N training steps instead of every epoch: a run of few long epochs (many
+   labels, or a wall-clock budget that allows one or two epochs) would otherwise spend most of
+   its steps training the head alone.
+
+5. ``lr_schedule=slanted_triangular`` (the runner's, :mod:`models.schedules`) shapes the
+   classifier's rate (each group's scale multiplies it) and the LM fine-tuning stage's.
 
 Sizes (``embedding_dim``, ``units``, ``num_layers``, ``cell``, ``max_tokens``) come from the
 language model; one left at its default is ignored, one set to another value is an error.
+``tune`` therefore searches only :func:`search_space` (dropout, learning rate,
+``discriminative_lr``), and each trial unfreezes as ``train`` does.
 """
 
 from __future__ import annotations
@@ -32,6 +40,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from models import schedules
 from models.discriminative import DiscriminativeAdam, group_scales
 from models.optimizers import Adam
 from models.pretrained_encoder import build_pretrained_classifier, copy_encoder_weights
@@ -100,9 +109,17 @@ class PretrainedSentimentPreprocessor(Preprocessor):
 def check_config(checks, config) -> None:
     """Field rules of the four fine-tuning settings (SentimentConfig.check calls this)."""
     checks.one_of(unfreeze=UNFREEZE)
-    checks.at_least(0, "lm_finetune_epochs")
+    checks.at_least(0, "lm_finetune_epochs", "unfreeze_steps")
     checks.at_least(1, "discriminative_lr")
     checks.require("pretrained", isinstance(config.pretrained, str), "must be a path")
+
+
+def search_space(hp) -> dict:
+    """What ``tune --set pretrained=LM`` searches: the fine-tuning settings only (the sizes,
+    cell and vocabulary are the language model's; searching them would contradict it)."""
+    return {"dropout": hp.Float("dropout", 0.1, 0.5, step=0.1),
+            "learning_rate": hp.Float("learning_rate", 1e-3, 1e-2, sampling="log"),
+            "discriminative_lr": hp.Choice("discriminative_lr", [1.0, 2.6, 4.0])}
 
 
 class LanguageModelRun:
@@ -165,7 +182,8 @@ class PretrainedSupport:
     def fit_preprocessor(self, config, splits) -> PretrainedSentimentPreprocessor:
         run = self.lm_run(config)
         if config.lm_finetune_epochs:
-            finetune_language_model(run, splits.train, config.lm_finetune_epochs)
+            finetune_language_model(run, splits.train, config.lm_finetune_epochs,
+                                    config.lr_schedule)
         return PretrainedSentimentPreprocessor(run.words, splits.info["class_names"])
 
     def build_model(self, config, preprocessor) -> keras.Model:
@@ -184,19 +202,24 @@ class PretrainedSupport:
 
     def callbacks(self, config, run_dir: str) -> list:
         return [GradualUnfreezing(config.unfreeze, config.discriminative_lr,
-                                  os.path.join(run_dir, UNFREEZING_FILE))]
+                                  os.path.join(run_dir, UNFREEZING_FILE),
+                                  every_steps=config.unfreeze_steps)]
 
 
-def finetune_language_model(run: LanguageModelRun, texts: tf.data.Dataset, epochs: int):
+def finetune_language_model(run: LanguageModelRun, texts: tf.data.Dataset, epochs: int,
+                            lr_schedule: str = "constant"):
     """Trains ``run.model`` in place for ``epochs`` more epochs on ``texts`` (dicts with
-    ``text``), with the language model's own bptt, batch size, learning rate and clipping."""
+    ``text``), with the language model's own bptt, batch size, learning rate and clipping;
+    ``lr_schedule`` (the sentiment run's) shapes that rate over the fine-tuning steps."""
     lm = run.config
     ids = text_lib.encode(run.words, texts)
     # A small task split may hold fewer tokens than batch_size streams of bptt + 1.
     streams = max(1, min(lm.batch_size, (len(ids) - 1) // (lm.bptt + 1)))
     data = text_lib.bptt_batches(ids, streams, lm.bptt, "training split (LM fine-tuning)")
     model = run.model
-    model.compile(optimizer=Adam(learning_rate=lm.learning_rate, clipnorm=lm.clipnorm or None),
+    rate = schedules.learning_rate(lr_schedule, lm.learning_rate,
+                                   epochs * int(data.cardinality()))
+    model.compile(optimizer=Adam(learning_rate=rate, clipnorm=lm.clipnorm or None),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     reset = keras.callbacks.LambdaCallback(
         on_epoch_begin=lambda epoch, logs: reset_carried_states(model))
@@ -208,22 +231,35 @@ def finetune_language_model(run: LanguageModelRun, texts: tf.data.Dataset, epoch
 
 
 class GradualUnfreezing(keras.callbacks.Callback):
-    """Sets :class:`DiscriminativeAdam`'s group scales at each epoch's start and appends them
-    to ``path`` (``[{"epoch": 1, "unfrozen": 1, "scales": [...]}, ...]``)."""
+    """Sets :class:`DiscriminativeAdam`'s group scales and appends every change to ``path``
+    (``[{"epoch": 1, "unfrozen": 1, "scales": [...], ...}, ...]``).
 
-    def __init__(self, mode: str, factor: float, path: str):
+    Args:
+        mode: ``gradual`` | ``all`` | ``none``.
+        factor: the discriminative factor (group ``g`` learns at ``lr / factor**g``).
+        path: the JSON log.
+        every_steps: 0: one group more at each epoch's start (ULMFiT); N > 0: one group more
+            every N training steps (counted from the run's first step, so a resumed run
+            continues where it was; entries then also carry the ``step``).
+    """
+
+    def __init__(self, mode: str, factor: float, path: str, every_steps: int = 0):
         super().__init__()
         self.mode, self.factor, self.path = mode, float(factor), path
+        self.every_steps = int(every_steps)
+        self._epoch, self._applied, self._step = 0, None, None
 
-    def unfrozen(self, epoch: int, num_groups: int) -> int:
-        """Groups that train in 0-based ``epoch``."""
+    def unfrozen(self, epoch: int, num_groups: int, step: int | None = None) -> int:
+        """Groups that train in 0-based ``epoch`` (or at 0-based global ``step`` when
+        ``every_steps`` > 0)."""
         if self.mode == "all":
             return num_groups
         if self.mode == "none":
             return 1
-        return min(num_groups, epoch + 1)
+        stage = epoch if not self.every_steps or step is None else step // self.every_steps
+        return min(num_groups, stage + 1)
 
-    def on_epoch_begin(self, epoch, logs=None):
+    def _optimizer(self) -> DiscriminativeAdam:
         optimizer = self.model.optimizer
         optimizer = getattr(optimizer, "inner_optimizer", optimizer)  # loss scaling wraps it
         if not isinstance(optimizer, DiscriminativeAdam):
@@ -232,13 +268,46 @@ class GradualUnfreezing(keras.callbacks.Callback):
         # Not built here: Keras builds it at the first step (a loss-scaling wrapper builds it
         # again), so the scales wait in it until then.
         optimizer.resolve_groups(self.model.trainable_variables)
-        unfrozen = self.unfrozen(epoch, optimizer.num_groups)
+        return optimizer
+
+    def _apply(self, epoch: int, step: int | None) -> None:
+        optimizer = self._optimizer()
+        unfrozen = self.unfrozen(epoch, optimizer.num_groups, step)
+        if self._applied == unfrozen:  # by steps: only a change is applied and logged
+            return
+        self._applied = unfrozen
         scales = group_scales(optimizer.num_groups, unfrozen, self.factor)
         optimizer.set_group_scales(np.asarray(scales, np.float32))
         entries = []
         if os.path.exists(self.path):
             with open(self.path, encoding="utf-8") as f:
-                entries = [e for e in json.load(f) if e["epoch"] != epoch + 1]
-        entries.append({"epoch": epoch + 1, "unfrozen": unfrozen, "scales": scales,
-                        "groups": optimizer.layer_groups})
+                entries = json.load(f)
+        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)  # a trial's
+        entry = {"epoch": epoch + 1, "unfrozen": unfrozen, "scales": scales,
+                 "groups": optimizer.layer_groups}
+        if step is None:
+            entries = [e for e in entries if e["epoch"] != epoch + 1]
+        else:
+            entry["step"] = step
+            entries = [e for e in entries if e.get("step", -1) < step]
+        entries.append(entry)
         rd.write_json_atomic(self.path, entries)
+
+    def on_train_begin(self, logs=None):
+        self._step, self._applied = None, None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+        if not self.every_steps:
+            self._applied = None
+            self._apply(epoch, None)
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self.every_steps:
+            if self._step is None:  # the optimizer's count: a resumed run goes on from it
+                self._step = int(keras.ops.convert_to_numpy(self._optimizer().iterations))
+            self._apply(self._epoch, self._step)
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.every_steps and self._step is not None:
+            self._step += 1

@@ -20,6 +20,7 @@ import typing
 from typing import Any, Iterable, Mapping
 
 from models.layers.stacked import CELLS
+from models.schedules import SCHEDULES
 from tasks.runner.environment import JIT_MODES, PRECISION_POLICIES, STRATEGIES
 from tasks.runner.errors import ConfigError
 
@@ -94,6 +95,7 @@ class TaskConfig:
     ema_momentum: float = 0.0      # >0: validate, checkpoint and export an EMA of the weights
     patience: int = 3              # early stopping on the task's monitor metric
     lr_patience: int = 0           # >0: halve the learning rate after this many flat epochs
+    lr_schedule: str = "constant"  # constant|slanted_triangular (ULMFiT; peak = learning_rate)
     max_examples: int = 0          # 0 = all; caps the training split (validation is capped at 1/4)
     # Streaming data (pipelines.streaming): an on-disk cache of the encoded data ("" = none:
     # in-memory sources are cached in memory, streamed ones re-read), the training examples
@@ -126,7 +128,10 @@ class TaskConfig:
         checks.positive("learning_rate")
         checks.fraction("ema_momentum", "dropout", "recurrent_dropout")
         checks.one_of(mixed_precision=PRECISION_MODES, strategy=STRATEGIES, cell=CELLS,
-                      jit_compile=JIT_MODES)
+                      jit_compile=JIT_MODES, lr_schedule=SCHEDULES)
+        # ReduceLROnPlateau assigns a float rate, which a schedule does not take.
+        checks.require("lr_patience", self.lr_patience == 0 or self.lr_schedule == "constant",
+                       f"must be 0 with lr_schedule={self.lr_schedule!r}")
 
     def validate(self, origins: Mapping[str, str] | None = None) -> "TaskConfig":
         """Returns ``self`` when every value is valid.

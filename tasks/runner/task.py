@@ -312,6 +312,16 @@ class Task:
         ``peephole_lstm``, units, layers, dropout, learning rate, embedding size, ...)."""
         raise NotImplementedError
 
+    def tuning_space(self, config, hp) -> dict:
+        """What ``tune`` searches for the base ``config``: :meth:`search_space` unless a setting
+        fixes some of it (e.g. sizes that come from a pretrained model must not be searched)."""
+        return self.search_space(hp)
+
+    def tuning_callbacks(self, config, trial_dir: str) -> list:
+        """Callbacks every ``tune`` trial needs to train as ``train`` would (e.g. gradual
+        unfreezing); ``trial_dir``: the trial's own directory. Default: none."""
+        return []
+
     # ---- extra sub-commands --------------------------------------------------------------
     def extra_commands(self) -> dict:
         """Optional: ``{name: (add_arguments(parser), run(task, args) -> int)}`` for commands beyond

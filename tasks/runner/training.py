@@ -12,6 +12,7 @@ import warnings
 import keras
 import tensorflow as tf
 
+from models import schedules
 from models.optimizers import Adam  # noqa: F401 (tests and tools reach it as training.Adam)
 from tasks.runner import callbacks as cb
 from tasks.runner import config as config_lib
@@ -24,14 +25,17 @@ class ResumeMismatch(RunDirError, ValueError):
     """An interrupted run in ``--output`` was trained with another config."""
 
 
-def compile_model(task, config, model, jit_compile="auto") -> None:
+def compile_model(task, config, model, jit_compile="auto", total_steps=None) -> None:
     """Adam with gradient clipping (and an exponential moving average of the weights when
     ``ema_momentum`` > 0); Keras adds loss scaling itself under ``mixed_float16``.
-    ``jit_compile``: as ``model.compile`` (``train`` passes :func:`environment.choose_jit`'s)."""
+    ``jit_compile``: as ``model.compile`` (``train`` passes :func:`environment.choose_jit`'s).
+    ``total_steps``: the run's training steps, which ``lr_schedule=slanted_triangular``
+    needs (None: a constant rate, for a model compiled only to be evaluated)."""
     if not 0.0 <= config.ema_momentum < 1.0:
         raise ValueError(f"ema_momentum must be in [0, 1), got {config.ema_momentum!r}")
     ema = {"use_ema": True, "ema_momentum": config.ema_momentum} if config.ema_momentum else {}
-    optimizer = task.make_optimizer(config, learning_rate=config.learning_rate,
+    rate = schedules.learning_rate(config.lr_schedule, config.learning_rate, total_steps)
+    optimizer = task.make_optimizer(config, learning_rate=rate,
                                     clipnorm=config.clipnorm or None, **ema)
     model.compile(optimizer=optimizer, jit_compile=jit_compile, **task.compile_kwargs(config))
 
@@ -105,12 +109,16 @@ def _build(task, config, strategy, preprocessor, splits, peek: bool):
     if distributed.is_multi_worker(strategy):
         train_ds = distributed.shard(train_ds, strategy)
         val_ds = distributed.shard(val_ds, strategy)
+    total = None
+    if config.lr_schedule != "constant":  # a schedule over the run's steps needs their count
+        total = config.epochs * epoch_steps(task, config, preprocessor, splits, strategy,
+                                            None)["train"]
     with strategy.scope():
         jit, why = environment.choose_jit(task, config, strategy, preprocessor, train_ds,
                                           _cardinality(splits.train))
         environment.set_seeds(config.seed)  # the same weights whether or not XLA was probed
         model = task.build_model(config, preprocessor)
-        compile_model(task, config, model, jit_compile=jit)
+        compile_model(task, config, model, jit_compile=jit, total_steps=total)
     environment.install_xla_fallback(model, task.name)
     print(f"[{task.name}] jit_compile={jit} ({why})")
     if peek:

@@ -143,29 +143,34 @@ def tune(task, config, tune_dir: str, *, tuner_kind: str = "random", max_trials:
 
     class HyperModel(kt.HyperModel):
         def build(self, hp):
-            trial_config = config_lib.override(config, task.search_space(hp), origin="search")
+            trial_config = config_lib.override(config, task.tuning_space(config, hp),
+                                               origin="search")
             model = task.build_model(trial_config, preprocessor)
             training.compile_model(task, trial_config, model)
             return model
 
         def fit(self, hp, model, *args, callbacks=(), **kwargs):
-            trial_config = config_lib.override(config, task.search_space(hp), origin="search")
+            trial_config = config_lib.override(config, task.tuning_space(config, hp),
+                                               origin="search")
             train_ds = task.make_dataset(trial_config, preprocessor, splits.train, training=True)
             val_ds = task.make_dataset(trial_config, preprocessor, splits.validation,
                                        training=False)
+            trial = next((c.trial for c in callbacks if hasattr(c, "trial")), None)
+            trial_dir = os.path.join(tune_dir, task.name,
+                                     f"trial_{getattr(trial, 'trial_id', 'unknown')}")
             own = [*training.epoch_evaluation(task, trial_config, preprocessor,
                                               splits.validation),  # first: adds to logs
                    cb.StopOnNaN(),
                    keras.callbacks.EarlyStopping(monitor=monitor, mode=task.monitor_mode,
                                                  patience=trial_config.patience),
-                   *training._lr_schedule(task, trial_config)]
+                   *training._lr_schedule(task, trial_config),
+                   *task.tuning_callbacks(trial_config, trial_dir)]
             # Hyperband passes each bracket's epochs and initial_epoch.
             history = model.fit(train_ds, validation_data=val_ds,
                                 epochs=kwargs.get("epochs", trial_config.epochs),
                                 initial_epoch=kwargs.get("initial_epoch", 0),
                                 callbacks=[*own, *callbacks], shuffle=False,
                                 verbose=kwargs.get("verbose", verbose))
-            trial = next((c.trial for c in callbacks if hasattr(c, "trial")), None)
             values = [v for v in history.history.get(monitor, []) if v == v]
             best = (max if task.monitor_mode == "max" else min)(values) if values else None
             ran.append({"trial_id": getattr(trial, "trial_id", None), "score": best,
@@ -193,9 +198,9 @@ def tune(task, config, tune_dir: str, *, tuner_kind: str = "random", max_trials:
         raise RuntimeError(f"no trial finished in {tune_dir}; see the log above")
     print_trials(trials, monitor)
     best = trials[0]
-    hparams = config_lib.override(config, task.search_space(best.hyperparameters),
+    hparams = config_lib.override(config, task.tuning_space(config, best.hyperparameters),
                                   origin="best trial")
-    changed = {k: getattr(hparams, k) for k in task.search_space(best.hyperparameters)}
+    changed = {k: getattr(hparams, k) for k in task.tuning_space(config, best.hyperparameters)}
     result = {"hparams": changed, "score": float(best.score), "objective": monitor,
               "trial_id": best.trial_id, "tuner": tuner_kind,
               "base_config": dataclasses.asdict(config)}

@@ -10,6 +10,7 @@ import shutil
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from models.discriminative import DiscriminativeAdam, group_scales
 from models.pretrained_encoder import ConcatPooling, build_pretrained_classifier
@@ -171,6 +172,8 @@ def _damaged_copy(lm_run, tmp_path, missing):
     ("units", "units=48 (the language model has 16)"),
     ("max_tokens", "max_tokens=50 (the language model's vocabulary has"),
     ("unfreeze", "unfreeze"),
+    ("lr_schedule", "lr_schedule='cosine' (must be one of 'constant', 'slanted_triangular')"),
+    ("lr_patience", "lr_patience=2 (must be 0 with lr_schedule='slanted_triangular')"),
 ])
 def test_bad_pretrained_runs_give_one_clear_error(lm_run, finetuned, tmp_path, capsys, case,
                                                   needle):
@@ -184,6 +187,10 @@ def test_bad_pretrained_runs_give_one_clear_error(lm_run, finetuned, tmp_path, c
         extra = ["--set", {"units": "units=48", "max_tokens": "max_tokens=50"}[case]]
     if case == "unfreeze":
         extra = ["--set", "unfreeze=sometimes"]
+    if case == "lr_schedule":
+        extra = ["--set", "lr_schedule=cosine"]
+    if case == "lr_patience":
+        extra = ["--set", "lr_schedule=slanted_triangular", "--set", "lr_patience=2"]
     out_dir = str(tmp_path / "out")
     _, err = _main(["sentiment", "train", "--output", out_dir, "--epochs", "1", "--set",
                     f"pretrained={pretrained}", *extra, *CLF_TINY], capsys, code=2)
@@ -247,3 +254,76 @@ def test_gradual_unfreezing_holds_under_loss_scaling(policy, tmp_path):
                for n, w in before.items()}
     assert changed == {"embedding": False, "lstm_1": True, "head": True}
     assert model(x).dtype == "float32"
+
+
+def test_slanted_triangular_schedule_trains_with_unfreezing_by_steps(lm_run, tmp_path, capsys):
+    """lr_schedule=slanted_triangular over epochs x steps, with unfreeze_steps=1: a new group
+    every step, logged with its step; the LM fine-tuning stage takes the schedule too."""
+    from tasks.sentiment_pretrained import LanguageModelRun, finetune_language_model
+
+    lm = LanguageModelRun(lm_run)
+    with open(REVIEWS, encoding="utf-8") as f:
+        texts = [row["text"] for row in csv.DictReader(f)]
+    finetune_language_model(lm, tf.data.Dataset.from_tensor_slices({"text": texts}), 2,
+                            "slanted_triangular")
+    assert type(lm.model.optimizer._learning_rate).__name__ == "SlantedTriangular"
+    assert lm.model.optimizer._learning_rate.total_steps % 2 == 0
+    run = str(tmp_path / "stlr")
+    _main(["sentiment", "train", "--output", run, "--epochs", "2", "--set",
+           f"pretrained={lm_run}", "--set",
+           "lr_schedule=slanted_triangular", "--set", "unfreeze_steps=1", *CLF_TINY], capsys)
+    model = keras.saving.load_model(os.path.join(run, "model.keras"))
+    schedule = model.optimizer._learning_rate
+    with open(os.path.join(run, "steps.json"), encoding="utf-8") as f:
+        steps = json.load(f)["counts"]["train"]
+    assert type(schedule).__name__ == "SlantedTriangular"
+    assert schedule.total_steps == 2 * steps and schedule.max_lr == pytest.approx(0.01)
+    with open(os.path.join(run, "unfreezing.json"), encoding="utf-8") as f:
+        log = json.load(f)
+    assert [(e["step"], e["unfrozen"]) for e in log] == [(0, 1), (1, 2), (2, 3), (3, 4)]
+    lm = _weights(keras.saving.load_model(os.path.join(lm_run, "model.keras"), compile=False))
+    trained = _weights(model)
+    assert not np.allclose(trained["embedding"], lm["embedding"])  # unfrozen by step 3
+    with open(os.path.join(run, "history.json"), encoding="utf-8") as f:
+        assert len(json.load(f)) == 2
+
+
+@pytest.mark.slow  # ~20 s on 2 shared cores: two tuning trials and one train
+def test_tune_searches_the_finetuning_settings_only(lm_run, tmp_path, capsys):
+    """``tune --set pretrained=LM``: the LM fixes the sizes, so the search is over dropout,
+    learning rate and the discriminative factor; every trial unfreezes as ``train`` does."""
+    tune_dir = str(tmp_path / "tune")
+    out, _ = _main(["sentiment", "tune", "--output", tune_dir, "--max-trials", "2",
+                    "--epochs", "2", "--set", f"pretrained={lm_run}", *CLF_TINY], capsys)
+    with open(os.path.join(tune_dir, "best.json"), encoding="utf-8") as f:
+        best = json.load(f)
+    assert set(best["hparams"]) == {"dropout", "learning_rate", "discriminative_lr"}
+    logs = [os.path.join(folder, name) for folder, _, names in os.walk(tune_dir)
+            for name in names if name == "unfreezing.json"]
+    assert len(logs) == 2, logs
+    with open(logs[0], encoding="utf-8") as f:
+        assert [e["unfrozen"] for e in json.load(f)] == [1, 2]
+    run = str(tmp_path / "best")
+    _main(["sentiment", "train", "--output", run, "--epochs", "1", "--hparams",
+           os.path.join(tune_dir, "best.json"), "--set", f"pretrained={lm_run}", *CLF_TINY],
+          capsys)
+    assert os.path.exists(os.path.join(run, "model.keras"))
+
+
+def test_unfreezing_by_steps_counts_across_epochs_of_unknown_length(tmp_path):
+    """every_steps counts the run's steps (not batches of an epoch, whose count a plain
+    ``fit`` on arrays or an unsized dataset may not know): 3 epochs of 2 steps, one more group
+    every 3 steps -> changes at steps 0 and 3 only."""
+    from tasks.sentiment_pretrained import GradualUnfreezing
+
+    model = build_pretrained_classifier(20, 2, embedding_dim=4, units=4, num_layers=1,
+                                        dropout=0.0, seed=1)
+    model.compile(optimizer=DiscriminativeAdam(None, learning_rate=0.01),
+                  loss="sparse_categorical_crossentropy")
+    rng = np.random.default_rng(0)
+    x, y = rng.integers(1, 20, (16, 5)).astype("int32"), rng.integers(0, 2, 16)
+    log = tmp_path / "unfreezing.json"
+    model.fit(x, y, epochs=3, batch_size=8, verbose=0,
+              callbacks=[GradualUnfreezing("gradual", 2.6, str(log), every_steps=3)])
+    entries = json.loads(log.read_text(encoding="utf-8"))
+    assert [(e["step"], e["epoch"], e["unfrozen"]) for e in entries] == [(0, 1, 1), (3, 2, 2)]
