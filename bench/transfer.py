@@ -37,8 +37,9 @@ Time (2 shared CPU cores, load 3-4, from measured speeds: the LM 0.35-0.5 s per 
 32 x 35 tokens, ~30 s per validation pass over ~120k tokens; classifiers 0.5-0.9 s per batch
 of 32; ``evaluate`` of 1000 reviews 18-21 s in a fresh process, ~60 s for 5000): LM stage
 ~9 min (420 s of training: one epoch of its 4,000 training reviews took 300 s, then part of
-a second; three validation passes, vocabulary); 12 rows of 30/45/75 s (10 min) plus their start-up, vocabulary, step
-counting and validation (~15 s for the small rows, ~70 s for the 20,000-review rows: ~7 min);
+a second; three validation passes, vocabulary); 12 rows of 30/45/75 s (10 min) plus their
+start-up, vocabulary, step counting and validation (~15 s for the small rows, ~70 s for the
+20,000-review rows: ~7 min);
 12 evaluations of 5000 reviews (~11 min): about 36 minutes under that load, nearer 30 on
 quiet cores. ``--reuse-lm`` saves the LM stage; ``--quick`` took 2.6 min.
 
