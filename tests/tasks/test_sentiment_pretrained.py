@@ -229,6 +229,17 @@ def test_concat_pooling_ignores_padding_and_the_model_round_trips(tmp_path):
     assert model(ids).dtype == "float32"
 
 
+def _tiny_classifier_and_data():
+    """A one-layer classifier over 20 ids compiled with DiscriminativeAdam, and 16 random
+    examples (ids [16, 5] int32, labels [16]) to fit it on."""
+    model = build_pretrained_classifier(20, 2, embedding_dim=4, units=4, num_layers=1,
+                                        dropout=0.0, seed=1)
+    model.compile(optimizer=DiscriminativeAdam(None, learning_rate=0.01),
+                  loss="sparse_categorical_crossentropy")
+    rng = np.random.default_rng(0)
+    return model, rng.integers(1, 20, (16, 5)).astype("int32"), rng.integers(0, 2, 16)
+
+
 @pytest.mark.parametrize("policy", ["mixed_float16", "float32"])
 def test_gradual_unfreezing_holds_under_loss_scaling(policy, tmp_path):
     """Keras builds the optimizer at the first step (a loss-scaling wrapper builds it again):
@@ -238,12 +249,7 @@ def test_gradual_unfreezing_holds_under_loss_scaling(policy, tmp_path):
     previous = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy(policy)
     try:
-        model = build_pretrained_classifier(20, 2, embedding_dim=4, units=4, num_layers=1,
-                                            dropout=0.0, seed=1)
-        model.compile(optimizer=DiscriminativeAdam(None, learning_rate=0.01),
-                      loss="sparse_categorical_crossentropy")
-        rng = np.random.default_rng(0)
-        x, y = rng.integers(1, 20, (16, 5)).astype("int32"), rng.integers(0, 2, 16)
+        model, x, y = _tiny_classifier_and_data()
         before = {n: model.get_layer(n).weights[0].numpy().copy() for n in ("embedding",
                                                                              "lstm_1", "head")}
         model.fit(x, y, epochs=2, batch_size=8, verbose=0, callbacks=[
@@ -316,12 +322,7 @@ def test_unfreezing_by_steps_counts_across_epochs_of_unknown_length(tmp_path):
     every 3 steps -> changes at steps 0 and 3 only."""
     from tasks.sentiment_pretrained import GradualUnfreezing
 
-    model = build_pretrained_classifier(20, 2, embedding_dim=4, units=4, num_layers=1,
-                                        dropout=0.0, seed=1)
-    model.compile(optimizer=DiscriminativeAdam(None, learning_rate=0.01),
-                  loss="sparse_categorical_crossentropy")
-    rng = np.random.default_rng(0)
-    x, y = rng.integers(1, 20, (16, 5)).astype("int32"), rng.integers(0, 2, 16)
+    model, x, y = _tiny_classifier_and_data()
     log = tmp_path / "unfreezing.json"
     model.fit(x, y, epochs=3, batch_size=8, verbose=0,
               callbacks=[GradualUnfreezing("gradual", 2.6, str(log), every_steps=3)])
